@@ -1,0 +1,147 @@
+"""transformers fallback: batched ``generate`` with left padding.
+
+Used when vLLM is absent or fails to start (and USE_VLLM allows it). Items with
+the same sampling settings share a micro-batch; the batch runs to its longest
+budget and each row is cut back to its own. Stop strings and the sentence cap
+are applied after generation here, and frequency/presence penalties are not
+supported by ``generate`` (they are ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from itertools import groupby
+
+from qaserve.engine.types import BackendInfo, GenParams, GenResult
+from qaserve.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _sampling_key(params: GenParams) -> tuple:
+    return (params.temperature, params.top_p, params.top_k, params.repetition_penalty, params.seed)
+
+
+def plan_micro_batches(params: list[GenParams], size: int) -> list[list[int]]:
+    """Indices grouped by sampling settings, similar budgets together, at most ``size`` each."""
+    order = sorted(
+        range(len(params)), key=lambda i: (_sampling_key(params[i]), params[i].max_tokens)
+    )
+    batches: list[list[int]] = []
+    for _, group in groupby(order, key=lambda i: _sampling_key(params[i])):
+        members = list(group)
+        batches.extend(members[start : start + size] for start in range(0, len(members), size))
+    return batches
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    positions = [pos for pos in (text.find(stop) for stop in stops) if pos >= 0]
+    return (text[: min(positions)], True) if positions else (text, False)
+
+
+class TransformersEngine:
+    def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int):
+        self._model = model
+        self._tokenizer = tokenizer
+        self._batch_size = batch_size
+        self._lock = asyncio.Lock()
+        self.info = info
+
+    @classmethod
+    def start(cls, settings: Settings, reason: str | None) -> TransformersEngine:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = settings.hf_device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        tokenizer = AutoTokenizer.from_pretrained(
+            settings.model_dir, trust_remote_code=settings.trust_remote_code
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            settings.model_dir,
+            torch_dtype=settings.dtype,  # the name transformers 4.x (eval image) knows
+            trust_remote_code=settings.trust_remote_code,
+        ).to(device)
+        model.eval()
+        info = BackendInfo(
+            backend="transformers",
+            engine=type(model).__name__,
+            version=transformers.__version__,
+            fallback_reason=reason,
+            details={"device": device, "batch_size": settings.hf_batch_size},
+        )
+        logger.info("transformers %s backend ready on %s", info.version, device)
+        return cls(model, tokenizer, info, settings.hf_batch_size)
+
+    async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
+        return (await self.generate_batch([prompt_ids], [params]))[0]
+
+    async def generate_batch(
+        self, prompts: list[list[int]], params: list[GenParams]
+    ) -> list[GenResult]:
+        # One model, one batch at a time; generate() runs off the event loop.
+        async with self._lock:
+            return await asyncio.to_thread(self._generate_all, prompts, params)
+
+    def _generate_all(self, prompts: list[list[int]], params: list[GenParams]) -> list[GenResult]:
+        results: list[GenResult | None] = [None] * len(prompts)
+        for indices in plan_micro_batches(params, self._batch_size):
+            rows = self._generate_rows([prompts[i] for i in indices], [params[i] for i in indices])
+            for index, result in zip(indices, rows, strict=True):
+                results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _generate_rows(self, prompts: list[list[int]], params: list[GenParams]) -> list[GenResult]:
+        import torch
+
+        pad_id = self._tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self._tokenizer.eos_token_id
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
+        first = params[0]
+        if first.seed is not None:
+            torch.manual_seed(first.seed)
+        sampling = {"do_sample": False}
+        if first.temperature > 0:
+            sampling = {
+                "do_sample": True,
+                "temperature": first.temperature,
+                "top_p": first.top_p,
+                "top_k": max(0, first.top_k),
+            }
+        with torch.inference_mode():
+            output = self._model.generate(
+                input_ids=input_ids.to(self._model.device),
+                attention_mask=mask.to(self._model.device),
+                max_new_tokens=max(p.max_tokens for p in params),
+                repetition_penalty=first.repetition_penalty,
+                pad_token_id=pad_id,
+                **sampling,
+            )
+        return [
+            self._row_result(row[width:].tolist(), p) for row, p in zip(output, params, strict=True)
+        ]
+
+    def _row_result(self, new_ids: list[int], params: GenParams) -> GenResult:
+        new_ids = new_ids[: params.max_tokens]
+        eos = self._model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos])
+        finish = "length"
+        for position, token in enumerate(new_ids):
+            if token in eos_ids:
+                new_ids, finish = new_ids[:position], "stop"
+                break
+        text = self._tokenizer.decode(new_ids, skip_special_tokens=True)
+        text, stopped = cut_at_stop(text, params.stop)
+        return GenResult(
+            text=text, output_tokens=len(new_ids), finish_reason="stop" if stopped else finish
+        )
+
+    async def shutdown(self) -> None:
+        self._model = None
+        logger.info("transformers backend released")

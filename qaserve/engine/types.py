@@ -1,0 +1,59 @@
+"""What every backend takes and returns, so the rest of the server ignores which one runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling and stopping for one prompt."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = -1
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    # Stop once this many sentence endings were generated (0: no cap).
+    max_sentences: int = 0
+    sentence_endings: str = "。！？"
+
+
+@dataclass
+class GenResult:
+    text: str
+    output_tokens: int  # tokens the engine generated for this answer
+    finish_reason: str  # "stop", "length" or "sentences"
+
+
+@dataclass
+class BackendInfo:
+    backend: str  # "vllm" or "transformers"
+    engine: str  # engine class that runs
+    version: str
+    fallback_reason: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    info: BackendInfo
+
+    async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
+        """Generate one answer."""
+
+    async def generate_batch(
+        self, prompts: list[list[int]], params: list[GenParams]
+    ) -> list[GenResult]:
+        """Generate answers for all prompts, in order."""
+
+    async def shutdown(self) -> None:
+        """Stop the engine and every process it started."""
+
+
+def count_sentence_ends(text: str, endings: str) -> int:
+    return sum(text.count(mark) for mark in endings)

@@ -1,0 +1,157 @@
+"""vLLM's async engine in-process: the one place that touches vLLM's API.
+
+Works on vLLM 0.10 (the evaluation image) and on current releases. The
+differences it covers: 0.10 names the request-log switch ``disable_log_requests``
+(later ``enable_log_requests``), has no draft-model speculation, and may hand
+back a V0 engine, which stops with ``shutdown_background_loop`` instead of
+``shutdown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from contextlib import aclosing
+from pathlib import Path
+
+from qaserve.engine.types import BackendInfo, GenParams, GenResult, count_sentence_ends
+from qaserve.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def speculative_config(settings: Settings, vllm_version: str) -> tuple[dict | None, str | None]:
+    """The engine's speculative_config, and a note when speculation had to be left off."""
+    if not settings.enable_speculative_decoding:
+        return None, None
+    tokens = settings.spec_num_speculative_tokens
+    if settings.spec_method == "ngram":
+        return {
+            "method": "ngram",
+            "num_speculative_tokens": tokens,
+            "prompt_lookup_max": settings.spec_ngram_prompt_lookup_max,
+            "prompt_lookup_min": settings.spec_ngram_prompt_lookup_min,
+        }, None
+    draft = settings.draft_model_dir
+    if not draft or not (Path(draft) / "config.json").is_file():
+        return None, f"draft model not found at DRAFT_MODEL_DIR={draft!r}; running without it"
+    if _major_minor(vllm_version) < (0, 11):
+        return None, f"vLLM {vllm_version} has no draft-model speculation; use SPEC_METHOD=ngram"
+    return {
+        "model": draft,
+        "num_speculative_tokens": tokens,
+        "draft_tensor_parallel_size": settings.tensor_parallel_size,
+    }, None
+
+
+def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> dict:
+    """AsyncEngineArgs keywords from the settings, limited to what this vLLM accepts."""
+    kwargs = {
+        "model": settings.model_dir,
+        "dtype": settings.dtype,
+        "max_model_len": settings.max_model_len,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "max_num_seqs": settings.vllm_max_num_seqs,
+        "max_num_batched_tokens": settings.vllm_max_num_batched_tokens,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "quantization": settings.quantization,
+        "kv_cache_dtype": settings.kv_cache_dtype,
+        "load_format": settings.load_format,
+        "enforce_eager": settings.enforce_eager,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "pipeline_parallel_size": settings.pipeline_parallel_size,
+        "distributed_executor_backend": settings.distributed_executor_backend,
+        "seed": settings.seed,
+        "trust_remote_code": settings.trust_remote_code,
+        "speculative_config": spec,
+        # One log line per request costs real time in a 512-item batch.
+        "disable_log_requests": True,
+        "enable_log_requests": False,
+    }
+    return {key: value for key, value in kwargs.items() if key in accepted}
+
+
+def sampling_params(params: GenParams):
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    # A sentence cap must watch the text as it grows; otherwise only the end matters.
+    kind = RequestOutputKind.DELTA if params.max_sentences else RequestOutputKind.FINAL_ONLY
+    return SamplingParams(
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        repetition_penalty=params.repetition_penalty,
+        frequency_penalty=params.frequency_penalty,
+        presence_penalty=params.presence_penalty,
+        seed=params.seed,
+        stop=list(params.stop) or None,
+        output_kind=kind,
+    )
+
+
+class VllmEngine:
+    def __init__(self, engine, info: BackendInfo):
+        self._engine = engine
+        self.info = info
+
+    @classmethod
+    def start(cls, settings: Settings) -> VllmEngine:
+        import vllm
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+        spec, spec_note = speculative_config(settings, vllm.__version__)
+        if spec_note:
+            logger.warning("speculative decoding off: %s", spec_note)
+        accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+        args = AsyncEngineArgs(**engine_kwargs(settings, accepted, spec))
+        engine = AsyncLLMEngine.from_engine_args(args)
+        info = BackendInfo(
+            backend="vllm",
+            engine=type(engine).__name__,
+            version=vllm.__version__,
+            details={"speculative_config": spec, "speculative_note": spec_note},
+        )
+        logger.info("vLLM %s engine %s ready", info.version, info.engine)
+        return cls(engine, info)
+
+    async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
+        stream = self._engine.generate(
+            {"prompt_token_ids": prompt_ids}, sampling_params(params), uuid.uuid4().hex
+        )
+        parts: list[str] = []
+        tokens = ends = 0
+        finish = "length"
+        # Leaving the loop early closes the stream, which aborts the request in vLLM.
+        async with aclosing(stream):
+            async for output in stream:
+                piece = output.outputs[0]
+                parts.append(piece.text)
+                tokens += len(piece.token_ids)
+                finish = piece.finish_reason or finish
+                if params.max_sentences and not output.finished:
+                    ends += count_sentence_ends(piece.text, params.sentence_endings)
+                    if ends >= params.max_sentences:
+                        finish = "sentences"
+                        break
+        return GenResult(text="".join(parts), output_tokens=tokens, finish_reason=finish)
+
+    async def generate_batch(
+        self, prompts: list[list[int]], params: list[GenParams]
+    ) -> list[GenResult]:
+        # Every item enters the engine now, each with its own parameters, so
+        # different budgets share the same running batch.
+        return list(await asyncio.gather(*map(self.generate, prompts, params)))
+
+    async def shutdown(self) -> None:
+        stop = getattr(self._engine, "shutdown", None) or self._engine.shutdown_background_loop
+        stop()
+        logger.info("vLLM engine shut down")

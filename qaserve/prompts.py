@@ -1,0 +1,75 @@
+"""Prompt building: the model's own chat template, a system prompt, thinking off."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def strip_think(text: str) -> str:
+    """Remove reasoning: whole <think> blocks, anything before a lone </think>, stray tags."""
+    text = _THINK_BLOCK.sub("", text)
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    return text.replace("<think>", "").strip()
+
+
+def context_length(model_dir: str, configured: int | None) -> int:
+    """The context the engine runs with: MAX_MODEL_LEN, else the model's own limit."""
+    if configured:
+        return configured
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("max_position_embeddings") or 4096)
+
+
+class PromptBuilder:
+    def __init__(self, tokenizer, context_len: int, enable_thinking: bool):
+        self.tokenizer = tokenizer
+        self.context_len = context_len
+        self.enable_thinking = enable_thinking
+
+    @classmethod
+    def load(cls, model_dir: str, context_len: int, enable_thinking: bool, trust_remote_code: bool):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        return cls(tokenizer, context_len, enable_thinking)
+
+    def render(self, system_prompt: str, question: str) -> str:
+        messages = [{"role": "user", "content": question}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        return self.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=self.enable_thinking,
+        )
+
+    def encode_many(
+        self, system_prompt: str, questions: list[str], max_new_tokens: list[int]
+    ) -> list[list[int]]:
+        """Token ids per question, each cut to leave room for its answer budget."""
+        texts = [self.render(system_prompt, q) for q in questions]
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [
+            ids if len(ids) + budget <= self.context_len else self._fit(system_prompt, q, budget)
+            for ids, q, budget in zip(encoded, questions, max_new_tokens, strict=True)
+        ]
+
+    def _fit(self, system_prompt: str, question: str, max_new_tokens: int) -> list[int]:
+        """Keep the start of an over-long question so prompt plus answer fit the context."""
+        limit = self.context_len - max_new_tokens
+        question_ids = self.tokenizer(question, add_special_tokens=False)["input_ids"]
+        keep = len(question_ids)
+        while True:
+            text = self.tokenizer.decode(question_ids[:keep])
+            ids = self.tokenizer(self.render(system_prompt, text), add_special_tokens=False)[
+                "input_ids"
+            ]
+            if len(ids) <= limit or keep == 0:
+                return ids[-limit:] if len(ids) > limit else ids
+            keep = max(0, keep - (len(ids) - limit))

@@ -1,0 +1,123 @@
+"""The answering pipeline shared by /predict and warmup: plan, prompt, generate, finish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+
+from qaserve.engine import Engine, GenParams
+from qaserve.length import LengthPolicy
+from qaserve.prompts import PromptBuilder, strip_think
+from qaserve.settings import Settings
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-request changes to the configured sampling; None keeps the setting."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    max_sentences: int | None = None
+
+
+@dataclass
+class Answers:
+    texts: list[str]
+    output_tokens: int
+    seconds: float
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    items: int = 0
+    output_tokens: int = 0
+    engine_seconds: float = 0.0
+    in_flight: int = 0
+
+    def add(self, answers: Answers) -> None:
+        self.requests += 1
+        self.items += len(answers.texts)
+        self.output_tokens += answers.output_tokens
+        self.engine_seconds += answers.seconds
+
+
+@dataclass
+class Answerer:
+    settings: Settings
+    engine: Engine
+    prompts: PromptBuilder
+    system_prompt: str
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self):
+        self.length = LengthPolicy(self.settings)
+
+    def base_params(self, overrides: Overrides) -> GenParams:
+        s, o = self.settings, overrides
+        return GenParams(
+            max_tokens=s.max_new_tokens,
+            temperature=_pick(o.temperature, s.temperature),
+            top_p=_pick(o.top_p, s.top_p),
+            top_k=_pick(o.top_k, s.top_k),
+            repetition_penalty=_pick(o.repetition_penalty, s.repetition_penalty),
+            frequency_penalty=_pick(o.frequency_penalty, s.frequency_penalty),
+            presence_penalty=_pick(o.presence_penalty, s.presence_penalty),
+            seed=o.seed,
+            stop=tuple(dict.fromkeys(self.length.engine_stops() + o.stop)),
+            sentence_endings=s.sentence_endings,
+        )
+
+    def params_for(self, question: str, base: GenParams, overrides: Overrides) -> GenParams:
+        plan = self.length.plan(question)
+        budget = _pick(overrides.max_tokens, plan.max_tokens)
+        # A budget as large as the context would leave no room for the prompt.
+        if budget >= self.prompts.context_len:
+            budget = self.prompts.context_len // 2
+        return replace(
+            base,
+            max_tokens=budget,
+            max_sentences=_pick(overrides.max_sentences, plan.max_sentences),
+        )
+
+    async def answer(self, questions: list[str], overrides: Overrides = Overrides()) -> Answers:
+        self.counters.in_flight += 1
+        try:
+            answers = await self._answer(questions, overrides)
+        finally:
+            self.counters.in_flight -= 1
+        self.counters.add(answers)
+        return answers
+
+    async def _answer(self, questions: list[str], overrides: Overrides) -> Answers:
+        started = time.perf_counter()
+        base = self.base_params(overrides)
+        params = [self.params_for(q, base, overrides) for q in questions]
+        prompt_ids = await asyncio.to_thread(
+            self.prompts.encode_many,
+            self.system_prompt,
+            questions,
+            [p.max_tokens for p in params],
+        )
+        results = await self.engine.generate_batch(prompt_ids, params)
+        texts = [
+            self.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)
+            for r, p in zip(results, params, strict=True)
+        ]
+        return Answers(
+            texts=texts,
+            output_tokens=sum(r.output_tokens for r in results),
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _pick(override, default):
+    return default if override is None else override

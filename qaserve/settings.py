@@ -1,0 +1,146 @@
+"""Every setting the server reads, from the environment, in one typed object.
+
+Names follow the public reference container where it has one (MODEL_DIR,
+BATCH_MODE, MAX_NEW_TOKENS, ...) so existing env files keep working. The README
+documents each field with its default; ``tests/test_settings.py`` keeps the two
+in step.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SYSTEM_PROMPT = (
+    "你是CUDA与并行计算课程的助教。请用简洁、准确的教科书式中文直接回答问题，"
+    "先给出结论，再用一两句话说明关键原因；不要寒暄，不要重复问题。"
+)
+
+
+class BudgetRule(BaseModel):
+    """A question class: questions containing any keyword get this length plan."""
+
+    name: str
+    keywords: list[str]
+    max_tokens: int = Field(gt=0)
+    max_sentences: int | None = Field(default=None, ge=0)  # None: the global cap
+
+
+DEFAULT_BUDGET_RULES = [
+    BudgetRule(
+        name="code",
+        keywords=["代码", "编写", "实现", "写出", "核函数", "kernel", "__global__"],
+        max_tokens=384,
+        max_sentences=0,
+    ),
+    BudgetRule(
+        name="long",
+        keywords=["详细", "比较", "分析", "论述", "阐述", "为什么", "区别"],
+        max_tokens=320,
+    ),
+]
+
+
+def _list_from_env(value: object) -> object:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part for part in text.split(",") if part] if text else []
+    return value
+
+
+StrList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    # Model and server
+    model_dir: str = "model"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    batch_mode: bool = False
+    max_batch_size: int = Field(default=4096, gt=0)
+    log_level: str = "info"
+    shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Backend choice: "auto" tries vLLM and falls back to transformers.
+    use_vllm: Literal["auto"] | bool = "auto"
+    hf_batch_size: int = Field(default=16, gt=0)
+    hf_device: str = "auto"
+
+    # vLLM engine
+    dtype: str = "auto"
+    max_model_len: int | None = Field(default=4096, gt=0)
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    vllm_max_num_seqs: int = Field(default=256, gt=0)
+    vllm_max_num_batched_tokens: int = Field(default=8192, gt=0)
+    enable_prefix_caching: bool = True
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    load_format: str = "auto"
+    enforce_eager: bool = False
+    tensor_parallel_size: int = Field(default=1, gt=0)
+    pipeline_parallel_size: int = Field(default=1, gt=0)
+    distributed_executor_backend: str | None = None
+    seed: int = 0
+    trust_remote_code: bool = False
+
+    # Speculative decoding: prompt-lookup n-grams, or a separate draft model.
+    enable_speculative_decoding: bool = False
+    spec_method: Literal["ngram", "draft"] = "ngram"
+    spec_num_speculative_tokens: int = Field(default=4, gt=0)
+    spec_ngram_prompt_lookup_max: int = Field(default=4, gt=0)
+    spec_ngram_prompt_lookup_min: int = Field(default=1, gt=0)
+    draft_model_dir: str | None = None
+
+    # Sampling defaults (a /predict request may override them)
+    max_new_tokens: int = Field(default=256, gt=0)
+    temperature: float = Field(default=0.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int = Field(default=-1, ge=-1)
+    repetition_penalty: float = Field(default=1.0, gt=0)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+
+    # Prompting
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    enable_thinking: bool = False
+
+    # Length control
+    budget_rules: list[BudgetRule] = Field(default_factory=lambda: list(DEFAULT_BUDGET_RULES))
+    stop_strings: StrList = Field(default_factory=list)
+    max_sentences: int = Field(default=0, ge=0)
+    sentence_endings: str = "。！？"
+    trim_examples: bool = False
+    example_markers: StrList = Field(default_factory=lambda: ["例如", "比如"])
+    trim_partial_sentence: bool = False
+
+    # Warmup
+    warmup_data_path: str = "data.jsonl"
+    warmup_num_samples: int = Field(default=8, ge=0)
+    warmup_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    _split_lists = field_validator("stop_strings", "example_markers", mode="before")(_list_from_env)
+
+    @field_validator("sentence_endings")
+    @classmethod
+    def _endings_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("SENTENCE_ENDINGS needs at least one character")
+        return value
+
+    def public_dict(self) -> dict:
+        """The effective settings, safe to show in /info."""
+        return self.model_dump(mode="json")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,18 @@
+"""Entry point: ``uvicorn serve:app --host 0.0.0.0 --port 8000`` or ``python serve.py``."""
+
+from qaserve.app import create_app
+from qaserve.settings import get_settings
+
+app = create_app()
+
+if __name__ == "__main__":
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )
