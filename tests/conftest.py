@@ -1,0 +1,40 @@
+import json
+
+import httpx
+import pytest
+
+from tests.harness import Server, tiny_engine_env
+from tests.tiny_model import build_tiny_model
+
+# Budget rules of the shared test server: each class gets a budget of its own,
+# so a mixed batch shows every item keeps its budget.
+TEST_RULES = [
+    {"name": "code", "keywords": ["代码"], "max_tokens": 24, "max_sentences": 0},
+    {"name": "long", "keywords": ["详细"], "max_tokens": 40},
+]
+DEFAULT_BUDGET = 12
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model, tmp_path_factory):
+    """One vLLM server for the whole session (an engine start costs 30-60 s here)."""
+    env = tiny_engine_env(
+        tiny_model,
+        BATCH_MODE="1",
+        MAX_BATCH_SIZE="300",
+        MAX_NEW_TOKENS=str(DEFAULT_BUDGET),
+        BUDGET_RULES=json.dumps(TEST_RULES, ensure_ascii=False),
+    )
+    with Server(env, tmp_path_factory.mktemp("logs") / "server.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=300) as http:
+        yield http

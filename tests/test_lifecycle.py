@@ -1,0 +1,73 @@
+"""Servers of their own: the transformers fallback, and a clean exit on SIGTERM."""
+
+import signal
+import threading
+
+import httpx
+import psutil
+import pytest
+
+from tests.harness import Server, tiny_engine_env
+
+# A value vLLM rejects while building its config, and transformers never reads.
+BROKEN_FOR_VLLM = {"KV_CACHE_DTYPE": "no-such-dtype"}
+
+
+def test_vllm_failure_falls_back_to_transformers(tiny_model, tmp_path):
+    env = tiny_engine_env(tiny_model, **BROKEN_FOR_VLLM)
+    with (
+        Server(env, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=120) as http,
+    ):
+        info = http.get("/info").json()
+        assert info["backend"] == "transformers"
+        assert "no-such-dtype" in info["fallback_reason"]
+        assert "falling back to transformers" in server.log()
+        assert http.get("/").json() == {"status": "ok"}
+        prompts = ["什么是warp？", "写出向量加法的代码", "", "详细说明共享内存"]
+        batch = http.post("/predict", json={"prompt": prompts, "max_tokens": 6}).json()
+        alone = [http.post("/predict", json={"prompt": p, "max_tokens": 6}).json() for p in prompts]
+        assert batch["response"] == [a["response"] for a in alone]
+        assert all(isinstance(text, str) for text in batch["response"])
+
+
+def test_use_vllm_true_refuses_to_fall_back(tiny_model, tmp_path):
+    env = tiny_engine_env(tiny_model, USE_VLLM="1", **BROKEN_FOR_VLLM)
+    with pytest.raises(RuntimeError, match="server exited") as failure:
+        Server(env, tmp_path / "server.log").start()
+    assert "no-such-dtype" in str(failure.value)
+
+
+def test_sigterm_finishes_in_flight_work_and_leaves_no_process(tiny_model, tmp_path):
+    env = tiny_engine_env(
+        tiny_model, ENABLE_SPECULATIVE_DECODING="1", SPEC_METHOD="ngram", WARMUP_NUM_SAMPLES="1"
+    )
+    with Server(env, tmp_path / "server.log") as server:
+        info = httpx.get(server.url + "/info").json()
+        assert info["engine_details"]["speculative_config"]["method"] == "ngram"
+        family = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(True)]
+        assert len(family) >= 2, "expected vLLM's engine process beside the server"
+
+        in_flight: dict = {}
+        payload = {"prompt": [f"问题{i}" for i in range(64)], "max_tokens": 200}
+
+        def send():
+            in_flight["response"] = httpx.post(server.url + "/predict", json=payload, timeout=120)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        while httpx.get(server.url + "/info").json()["counters"]["in_flight"] == 0:
+            assert sender.is_alive(), "the batch finished before it was seen in flight"
+        exit_code = server.terminate()
+        sender.join(120)
+
+        # uvicorn re-raises the signal once its graceful shutdown is done.
+        assert exit_code in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in server.log()
+        assert "vLLM engine shut down" in server.log()
+        assert in_flight["response"].status_code == 200
+        assert len(in_flight["response"].json()["response"]) == 64
+        _, alive = psutil.wait_procs(family, timeout=15)
+        assert alive == [], f"processes left behind: {alive}"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url + "/", timeout=2)

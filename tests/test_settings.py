@@ -1,0 +1,79 @@
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from qaserve.engine.vllm_backend import engine_kwargs, speculative_config
+from qaserve.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_settings() -> dict[str, str]:
+    """Setting name -> default, from the README's settings table."""
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| (.*?) \|", README.read_text(encoding="utf-8"), re.M)
+    return dict(rows)
+
+
+def test_every_setting_is_documented_with_its_default():
+    documented = readme_settings()
+    fields = {name.upper() for name in Settings.model_fields}
+    assert fields - documented.keys() == set(), "settings missing from the README table"
+    assert documented.keys() - fields == set(), "README documents settings that do not exist"
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, (bool, int, float, str)) and default != "":
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+            assert shown in documented[name.upper()], f"{name.upper()} default {shown!r}"
+
+
+def test_reference_names_and_list_formats_are_read(monkeypatch):
+    monkeypatch.setenv("BATCH_MODE", "1")
+    monkeypatch.setenv("VLLM_MAX_NUM_SEQS", "64")
+    monkeypatch.setenv("STOP_STRINGS", '["\\n\\n", "参考"]')
+    monkeypatch.setenv("EXAMPLE_MARKERS", "例如,比如,譬如")
+    monkeypatch.setenv("USE_VLLM", "0")
+    s = Settings()
+    assert s.batch_mode is True and s.vllm_max_num_seqs == 64
+    assert s.stop_strings == ["\n\n", "参考"]
+    assert s.example_markers == ["例如", "比如", "譬如"]
+    assert s.use_vllm is False
+
+
+def test_bad_values_fail_loudly(monkeypatch):
+    monkeypatch.setenv("MAX_NEW_TOKENS", "0")
+    with pytest.raises(ValidationError, match="max_new_tokens"):
+        Settings()
+
+
+def test_speculative_config_per_method_and_version(tmp_path):
+    ngram = Settings(enable_speculative_decoding=True, spec_num_speculative_tokens=3)
+    config, note = speculative_config(ngram, "0.10.0")
+    assert config["method"] == "ngram" and config["num_speculative_tokens"] == 3 and note is None
+
+    (tmp_path / "config.json").write_text("{}")
+    draft = Settings(
+        enable_speculative_decoding=True, spec_method="draft", draft_model_dir=str(tmp_path)
+    )
+    assert speculative_config(draft, "0.32.0")[0]["model"] == str(tmp_path)
+    config, note = speculative_config(draft, "0.10.0")
+    assert config is None and "ngram" in note
+    missing = Settings(
+        enable_speculative_decoding=True, spec_method="draft", draft_model_dir="/nope"
+    )
+    config, note = speculative_config(missing, "0.32.0")
+    assert config is None and "/nope" in note
+
+
+def test_engine_kwargs_fit_the_installed_vllm():
+    import dataclasses
+
+    from vllm import AsyncEngineArgs
+
+    accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    kwargs = engine_kwargs(Settings(model_dir="m", vllm_max_num_seqs=7), accepted, None)
+    assert kwargs["max_num_seqs"] == 7 and kwargs["model"] == "m"
+    AsyncEngineArgs(**kwargs)  # every keyword is one this vLLM takes
+    # vLLM 0.10 spells the request-log switch differently: both map, only one is passed.
+    assert ("enable_log_requests" in kwargs) != ("disable_log_requests" in kwargs)
