@@ -7,13 +7,17 @@ binds the port: any answer on the port means the server is ready.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from qaserve.engine import start_engine
+from qaserve.errors import install_error_handlers
+from qaserve.jsonbody import OrjsonResponse
+from qaserve.openai_api import router as openai_router
 from qaserve.prompts import PromptBuilder, context_length
-from qaserve.routes import OrjsonResponse, router
+from qaserve.routes import router
 from qaserve.service import Answerer, Counters
 from qaserve.settings import Settings, get_settings
 from qaserve.warmup import run_warmup
@@ -54,5 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="qaserve", lifespan=lifespan, default_response_class=OrjsonResponse)
     app.state.settings = settings
+    app.state.started = int(time.time())
+    install_error_handlers(app)
     app.include_router(router)
+    app.include_router(openai_router)
     return app

@@ -42,12 +42,18 @@ class PromptBuilder:
         messages = [{"role": "user", "content": question}]
         if system_prompt:
             messages.insert(0, {"role": "system", "content": system_prompt})
+        return self.render_chat(messages, self.enable_thinking)
+
+    def render_chat(self, messages: list[dict], enable_thinking: bool) -> str:
         return self.tokenizer.apply_chat_template(
             messages,
             tokenize=False,
             add_generation_prompt=True,
-            enable_thinking=self.enable_thinking,
+            enable_thinking=enable_thinking,
         )
+
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def encode_many(
         self, system_prompt: str, questions: list[str], max_new_tokens: list[int]
@@ -63,13 +69,11 @@ class PromptBuilder:
     def _fit(self, system_prompt: str, question: str, max_new_tokens: int) -> list[int]:
         """Keep the start of an over-long question so prompt plus answer fit the context."""
         limit = self.context_len - max_new_tokens
-        question_ids = self.tokenizer(question, add_special_tokens=False)["input_ids"]
+        question_ids = self.token_ids(question)
         keep = len(question_ids)
         while True:
             text = self.tokenizer.decode(question_ids[:keep])
-            ids = self.tokenizer(self.render(system_prompt, text), add_special_tokens=False)[
-                "input_ids"
-            ]
+            ids = self.token_ids(self.render(system_prompt, text))
             if len(ids) <= limit or keep == 0:
                 return ids[-limit:] if len(ids) > limit else ids
             keep = max(0, keep - (len(ids) - limit))

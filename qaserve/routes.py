@@ -5,21 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import AliasChoices, BaseModel, Field, StrictStr, ValidationError
+from fastapi import APIRouter, Depends, Request
+from pydantic import AliasChoices, BaseModel, Field, StrictStr
 
+from qaserve.auth import check_predict_key
+from qaserve.jsonbody import OrjsonResponse, invalid_request, json_body_schema, parse_json_body
 from qaserve.service import Answerer, Overrides
 from qaserve.settings import Settings
 
-router = APIRouter()
-
-
-class OrjsonResponse(JSONResponse):
-    def render(self, content) -> bytes:
-        return orjson.dumps(content)
+router = APIRouter(dependencies=[Depends(check_predict_key)])
 
 
 class PredictRequest(BaseModel):
@@ -46,30 +40,6 @@ class SystemPrompt(BaseModel):
     system_prompt: StrictStr
 
 
-def _invalid(kind: str, loc: tuple, msg: str, value) -> RequestValidationError:
-    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])
-
-
-async def parse_json_body(request: Request, model: type[BaseModel]):
-    """Parse the body as JSON whatever its Content-Type (plain curl sends a form type)."""
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _invalid("json_invalid", ("body",), f"body is not valid JSON: {exc}", None) from exc
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
-
-
-def _json_body(model: type[BaseModel]) -> dict:
-    """OpenAPI description of a body that is parsed by hand."""
-    schema = model.model_json_schema()
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
 def _answerer(request: Request) -> Answerer:
     return request.app.state.answerer
 
@@ -83,7 +53,7 @@ async def health(request: Request):
     return {"status": "batch" if _settings(request).batch_mode else "ok"}
 
 
-@router.post("/predict", openapi_extra=_json_body(PredictRequest))
+@router.post("/predict", openapi_extra=json_body_schema(PredictRequest))
 async def predict(request: Request):
     body = await parse_json_body(request, PredictRequest)
     single = isinstance(body.prompt, str)
@@ -91,7 +61,7 @@ async def predict(request: Request):
     limit = _settings(request).max_batch_size
     if len(questions) > limit:
         message = f"batch of {len(questions)} prompts exceeds MAX_BATCH_SIZE={limit}"
-        raise _invalid("too_long", ("body", "prompt"), message, len(questions))
+        raise invalid_request("too_long", ("body", "prompt"), message, len(questions))
     answers = await _answerer(request).answer(questions, body.overrides())
     return OrjsonResponse(
         {"response": answers.texts[0] if single else answers.texts},
@@ -128,7 +98,7 @@ async def get_system_prompt(request: Request):
     return {"system_prompt": _answerer(request).system_prompt}
 
 
-@router.post("/system_prompt", openapi_extra=_json_body(SystemPrompt))
+@router.post("/system_prompt", openapi_extra=json_body_schema(SystemPrompt))
 async def set_system_prompt(request: Request):
     body = await parse_json_body(request, SystemPrompt)
     _answerer(request).system_prompt = body.system_prompt

@@ -51,12 +51,11 @@ class Counters:
 
 
 @dataclass
-class Answerer:
+class ParamPlanner:
+    """Sampling and stopping for each question: settings, its length plan, overrides."""
+
     settings: Settings
-    engine: Engine
-    prompts: PromptBuilder
-    system_prompt: str
-    counters: Counters = field(default_factory=Counters)
+    context_len: int
 
     def __post_init__(self):
         self.length = LengthPolicy(self.settings)
@@ -80,13 +79,29 @@ class Answerer:
         plan = self.length.plan(question)
         budget = _pick(overrides.max_tokens, plan.max_tokens)
         # A budget as large as the context would leave no room for the prompt.
-        if budget >= self.prompts.context_len:
-            budget = self.prompts.context_len // 2
+        if budget >= self.context_len:
+            budget = self.context_len // 2
         return replace(
             base,
             max_tokens=budget,
             max_sentences=_pick(overrides.max_sentences, plan.max_sentences),
         )
+
+    def plan(self, questions: list[str], overrides: Overrides) -> list[GenParams]:
+        base = self.base_params(overrides)
+        return [self.params_for(q, base, overrides) for q in questions]
+
+
+@dataclass
+class Answerer:
+    settings: Settings
+    engine: Engine
+    prompts: PromptBuilder
+    system_prompt: str
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self):
+        self.planner = ParamPlanner(self.settings, self.prompts.context_len)
 
     async def answer(self, questions: list[str], overrides: Overrides = Overrides()) -> Answers:
         self.counters.in_flight += 1
@@ -99,8 +114,7 @@ class Answerer:
 
     async def _answer(self, questions: list[str], overrides: Overrides) -> Answers:
         started = time.perf_counter()
-        base = self.base_params(overrides)
-        params = [self.params_for(q, base, overrides) for q in questions]
+        params = self.planner.plan(questions, overrides)
         prompt_ids = await asyncio.to_thread(
             self.prompts.encode_many,
             self.system_prompt,
@@ -109,7 +123,7 @@ class Answerer:
         )
         results = await self.engine.generate_batch(prompt_ids, params)
         texts = [
-            self.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)
+            self.planner.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)
             for r, p in zip(results, params, strict=True)
         ]
         return Answers(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -122,12 +123,20 @@ class Settings(BaseSettings):
     example_markers: StrList = Field(default_factory=lambda: ["例如", "比如"])
     trim_partial_sentence: bool = False
 
+    # OpenAI-compatible API (/v1)
+    served_model_name: str | None = None  # None: the model folder's name
+    api_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    protect_predict: bool = False
+    default_mode: Literal["fast", "slow"] = "fast"
+
     # Warmup
     warmup_data_path: str = "data.jsonl"
     warmup_num_samples: int = Field(default=8, ge=0)
     warmup_timeout_seconds: float = Field(default=120.0, gt=0)
 
-    _split_lists = field_validator("stop_strings", "example_markers", mode="before")(_list_from_env)
+    _split_lists = field_validator("stop_strings", "example_markers", "api_key", mode="before")(
+        _list_from_env
+    )
 
     @field_validator("sentence_endings")
     @classmethod
@@ -137,8 +146,14 @@ class Settings(BaseSettings):
         return value
 
     def public_dict(self) -> dict:
-        """The effective settings, safe to show in /info."""
-        return self.model_dump(mode="json")
+        """The effective settings, safe to show in /info: keys only as a count."""
+        shown = self.model_dump(mode="json", exclude={"api_key"})
+        shown["api_keys_configured"] = len(self.api_key)
+        return shown
+
+    @property
+    def model_name(self) -> str:
+        return self.served_model_name or Path(self.model_dir.rstrip("/")).name
 
 
 @lru_cache

@@ -13,6 +13,7 @@ TEST_RULES = [
     {"name": "long", "keywords": ["详细"], "max_tokens": 40},
 ]
 DEFAULT_BUDGET = 12
+API_KEYS = ("test-key-one", "test-key-two")
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,7 @@ def server(tiny_model, tmp_path_factory):
         MAX_BATCH_SIZE="300",
         MAX_NEW_TOKENS=str(DEFAULT_BUDGET),
         BUDGET_RULES=json.dumps(TEST_RULES, ensure_ascii=False),
+        API_KEY=",".join(API_KEYS),
     )
     with Server(env, tmp_path_factory.mktemp("logs") / "server.log") as running:
         yield running

@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT_BUDGET, TEST_RULES
+from tests.conftest import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 from tests.harness import ROOT
 
 BUDGETS = {rule["name"]: rule["max_tokens"] for rule in TEST_RULES}
@@ -158,6 +158,8 @@ def test_info_reports_backend_settings_and_counters(client):
     assert info["warmup"]["questions"] == 4 and info["warmup"]["completed"]
     assert info["counters"]["items"] == before["counters"]["items"] + 2
     assert info["counters"]["output_tokens"] > before["counters"]["output_tokens"]
+    raw = client.get("/info").text
+    assert all(key not in raw for key in API_KEYS) and info["settings"]["api_keys_configured"] == 2
 
 
 def test_system_prompt_can_be_read_and_replaced(client):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from itertools import groupby
 
 from qaserve.engine.types import BackendInfo, GenParams, GenResult
@@ -78,6 +79,10 @@ class TransformersEngine:
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         return (await self.generate_batch([prompt_ids], [params]))[0]
+
+    async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
+        """The whole answer as one piece: this fallback does not stream token by token."""
+        yield await self.generate(prompt_ids, params)
 
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,9 +27,11 @@ class GenParams:
 
 @dataclass
 class GenResult:
+    """A whole answer, or one streamed piece of it."""
+
     text: str
-    output_tokens: int  # tokens the engine generated for this answer
-    finish_reason: str  # "stop", "length" or "sentences"
+    output_tokens: int  # tokens the engine generated for this text
+    finish_reason: str | None  # "stop", "length", "sentences", "abort"; None mid-stream
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Engine(Protocol):
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         """Generate one answer."""
 
+    def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
+        """Generate one answer piece by piece; the last piece has the finish reason."""
+
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams]
     ) -> list[GenResult]:
@@ -57,3 +63,13 @@ class Engine(Protocol):
 
 def count_sentence_ends(text: str, endings: str) -> int:
     return sum(text.count(mark) for mark in endings)
+
+
+async def join_chunks(chunks: AsyncIterator[GenResult]) -> GenResult:
+    parts: list[str] = []
+    tokens, finish = 0, None
+    async for chunk in chunks:
+        parts.append(chunk.text)
+        tokens += chunk.output_tokens
+        finish = chunk.finish_reason or finish
+    return GenResult("".join(parts), tokens, finish or "length")

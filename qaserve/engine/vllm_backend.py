@@ -13,10 +13,17 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
-from qaserve.engine.types import BackendInfo, GenParams, GenResult, count_sentence_ends
+from qaserve.engine.types import (
+    BackendInfo,
+    GenParams,
+    GenResult,
+    count_sentence_ends,
+    join_chunks,
+)
 from qaserve.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,12 +85,11 @@ def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> 
     return {key: value for key, value in kwargs.items() if key in accepted}
 
 
-def sampling_params(params: GenParams):
+def sampling_params(params: GenParams, incremental: bool = False):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    # A sentence cap must watch the text as it grows; otherwise only the end matters.
-    kind = RequestOutputKind.DELTA if params.max_sentences else RequestOutputKind.FINAL_ONLY
+    kind = RequestOutputKind.DELTA if incremental else RequestOutputKind.FINAL_ONLY
     return SamplingParams(
         max_tokens=params.max_tokens,
         temperature=params.temperature,
@@ -123,26 +129,37 @@ class VllmEngine:
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
         return cls(engine, info)
 
+    async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
+        """Text as it is generated; the last chunk carries the finish reason."""
+        async for chunk in self._run(prompt_ids, params, incremental=True):
+            yield chunk
+
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
+        # Only a sentence cap needs to see the text grow; otherwise the final output suffices.
+        chunks = self._run(prompt_ids, params, incremental=bool(params.max_sentences))
+        return await join_chunks(chunks)
+
+    async def _run(
+        self, prompt_ids: list[int], params: GenParams, incremental: bool
+    ) -> AsyncIterator[GenResult]:
         stream = self._engine.generate(
-            {"prompt_token_ids": prompt_ids}, sampling_params(params), uuid.uuid4().hex
+            {"prompt_token_ids": prompt_ids},
+            sampling_params(params, incremental),
+            uuid.uuid4().hex,
         )
-        parts: list[str] = []
-        tokens = ends = 0
-        finish = "length"
-        # Leaving the loop early closes the stream, which aborts the request in vLLM.
+        ends = 0
+        # Leaving early (sentence cap, client gone) closes the stream: vLLM aborts the request.
         async with aclosing(stream):
             async for output in stream:
                 piece = output.outputs[0]
-                parts.append(piece.text)
-                tokens += len(piece.token_ids)
-                finish = piece.finish_reason or finish
-                if params.max_sentences and not output.finished:
+                finish = piece.finish_reason if output.finished else None
+                if params.max_sentences and finish is None:
                     ends += count_sentence_ends(piece.text, params.sentence_endings)
                     if ends >= params.max_sentences:
                         finish = "sentences"
-                        break
-        return GenResult(text="".join(parts), output_tokens=tokens, finish_reason=finish)
+                yield GenResult(piece.text, len(piece.token_ids), finish)
+                if finish:
+                    return
 
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams]

@@ -1,0 +1,150 @@
+"""The /v1 API through the official OpenAI SDK, against the shared live server."""
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import API_KEYS
+
+QUESTION = [{"role": "user", "content": "什么是CUDA中的warp？"}]
+
+
+@pytest.fixture(scope="module")
+def sdk(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEYS[1], max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def model(sdk):
+    return sdk.models.list().data[0].id
+
+
+def test_models_lists_the_served_model(sdk, tiny_model):
+    models = sdk.models.list().data
+    assert [m.id for m in models] == [tiny_model.name]
+
+
+def test_chat_answers_with_usage_and_finish_reason(sdk, model):
+    reply = sdk.chat.completions.create(model=model, messages=QUESTION, max_tokens=6)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason == "length"
+    assert reply.usage.completion_tokens == 6
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + 6
+    assert choice.message.reasoning_content is None  # fast mode is the default
+
+
+def test_multi_turn_history_reaches_the_model(sdk, model):
+    history = [
+        {"role": "system", "content": "简短回答。"},
+        {"role": "user", "content": "什么是warp？"},
+        {"role": "assistant", "content": "32个线程。"},
+        {"role": "user", "content": "那线程块呢？"},
+    ]
+    long = sdk.chat.completions.create(model=model, messages=history, max_completion_tokens=4)
+    short = sdk.chat.completions.create(model=model, messages=history[-1:], max_tokens=4)
+    assert long.usage.prompt_tokens > short.usage.prompt_tokens
+    assert long.usage.completion_tokens == 4
+
+
+def test_stream_matches_the_whole_answer_and_reports_usage(sdk, model):
+    whole = sdk.chat.completions.create(model=model, messages=QUESTION, max_tokens=12)
+    chunks = list(
+        sdk.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
+
+
+def test_slow_mode_returns_reasoning_apart(sdk, model):
+    slow = sdk.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=10, extra_body={"mode": "slow"}
+    )
+    by_kwargs = sdk.chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        max_tokens=10,
+        extra_body={"chat_template_kwargs": {"enable_thinking": True}},
+    )
+    message = slow.choices[0].message
+    # The random model never closes its think block: the whole budget is reasoning.
+    assert message.reasoning_content and message.content == ""
+    assert message.reasoning == message.reasoning_content
+    assert by_kwargs.choices[0].message.reasoning_content == message.reasoning_content
+    streamed = sdk.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=10, stream=True, extra_body={"mode": "slow"}
+    )
+    pieces = [getattr(c.choices[0].delta, "reasoning_content", None) for c in streamed]
+    assert "".join(p for p in pieces if p) == message.reasoning_content
+
+
+def test_completions_take_a_string_or_a_list(sdk, model):
+    one = sdk.completions.create(model=model, prompt="__global__ void", max_tokens=5)
+    assert len(one.choices) == 1 and one.usage.completion_tokens == 5
+    many = sdk.completions.create(model=model, prompt=["线程", "内存", "warp"], max_tokens=4)
+    assert [c.index for c in many.choices] == [0, 1, 2]
+    assert many.usage.completion_tokens == 12
+    streamed: dict[int, str] = {}
+    for chunk in sdk.completions.create(
+        model=model, prompt=["线程", "内存", "warp"], max_tokens=4, stream=True
+    ):
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + choice.text
+    assert [streamed[i] for i in range(3)] == [c.text for c in many.choices]
+
+
+def test_default_completion_budget_is_openais_16(sdk, model):
+    assert sdk.completions.create(model=model, prompt="线程").usage.completion_tokens == 16
+
+
+def test_api_key_is_required_on_v1_only(server, model):
+    for key in API_KEYS:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+        assert client.models.list().data[0].id == model
+    wrong = openai.OpenAI(base_url=server.url + "/v1", api_key="not-a-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as denied:
+        wrong.models.list()
+    assert denied.value.body["code"] == "invalid_api_key"
+    missing = httpx.post(server.url + "/v1/chat/completions", json={"messages": QUESTION})
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    assert httpx.post(server.url + "/predict", json={"prompt": "q"}, timeout=60).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"model": "no-such-model"}, "model"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"max_tokens": -3}, "max_tokens"),
+        ({"max_tokens": 100_000}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": "很长的问题 " * 2000}]}, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"n": 2}, "n"),
+        ({"top_p": 0}, "top_p"),
+    ],
+)
+def test_bad_requests_get_openai_errors_naming_the_parameter(sdk, model, change, param):
+    request = {"model": model, "messages": QUESTION, "max_tokens": 4, **change}
+    with pytest.raises(openai.BadRequestError) as error:
+        sdk.chat.completions.create(**request)
+    assert error.value.status_code == 400
+    assert error.value.body["param"] == param
+    assert error.value.body["type"] == "invalid_request_error"
+
+
+def test_invalid_json_is_a_400_in_openai_shape(server):
+    response = httpx.post(
+        server.url + "/v1/completions",
+        content="{oops",
+        headers={"Authorization": f"Bearer {API_KEYS[0]}"},
+    )
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
