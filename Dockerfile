@@ -1,0 +1,68 @@
+# qaserve on a vLLM image, with the model fetched at build time and no network at run time.
+#
+#   docker build -t qaserve --build-arg MODEL_ID=owner/name --secret id=model_token,src=token.txt .
+#
+# BASE_IMAGE must ship python3, vLLM, torch, transformers, fastapi and uvicorn: the MetaX
+# evaluation image (default), vllm/vllm-openai for NVIDIA, quay.io/ascend/vllm-ascend for
+# Ascend (see the README). Stages: the base with the server's few extra dependencies; a
+# model stage that downloads (its ModelScope client stays there); the final image.
+ARG BASE_IMAGE=cr.metax-tech.com/public-ai-release/maca/vllm:maca.ai3.1.0.7-torch2.6-py310-ubuntu22.04-amd64
+
+FROM ${BASE_IMAGE} AS base
+WORKDIR /app
+COPY requirements.txt ./
+RUN python3 -m pip install --no-cache-dir -r requirements.txt
+
+# The model before the code: a code change reuses this layer and never downloads again.
+FROM base AS model
+COPY requirements-download.txt ./
+RUN python3 -m pip install --no-cache-dir -r requirements-download.txt
+# MODEL_SOURCE: auto (ModelScope, or a folder), modelscope, hf (HF_ENDPOINT mirror), local.
+# For a local folder: put it in model-src/ and build with MODEL_ID=/model-src.
+ARG MODEL_ID=Qwen/Qwen3-0.6B
+ARG MODEL_REVISION=master
+ARG MODEL_SOURCE=auto
+ARG DRAFT_MODEL_ID=
+ARG DRAFT_MODEL_REVISION=master
+ARG DRAFT_REQUIRED=0
+ARG HF_ENDPOINT=
+COPY model-src/ /model-src/
+COPY download_model.py ./
+# The token comes only as a build secret (id model_token): never an ARG or ENV, so it is in
+# no layer and no history. Without one, public models download as usual.
+RUN --mount=type=secret,id=model_token,required=false \
+    python3 download_model.py --cache-dir /models --manifest /models/manifest.json
+
+FROM base
+COPY --from=model /models /models
+COPY serve.py data.jsonl ./
+COPY qaserve/ qaserve/
+
+# Run time is offline: the model is in /models, and no library may look for a hub.
+# VLLM_HOST_IP: without it vLLM finds its own address by a UDP connect to 8.8.8.8
+# (tests/test_offline.py caught it); one container talks to itself over loopback.
+ENV MODEL_MANIFEST=/models/manifest.json \
+    VLLM_HOST_IP=127.0.0.1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    VLLM_USE_MODELSCOPE=False \
+    VLLM_NO_USAGE_STATS=1 \
+    VLLM_DO_NOT_TRACK=1 \
+    DO_NOT_TRACK=1
+# Serving defaults (README, Settings); override any of them with -e at run time.
+ENV HOST=0.0.0.0 \
+    PORT=8000 \
+    BATCH_MODE=0 \
+    USE_VLLM=auto \
+    MAX_MODEL_LEN=4096 \
+    GPU_MEMORY_UTILIZATION=0.9 \
+    WARMUP_DATA_PATH=/app/data.jsonl \
+    WARMUP_NUM_SAMPLES=8 \
+    LOG_LEVEL=info
+
+EXPOSE 8000
+# GET / answers only once the engine is loaded and warmed up; loading can take minutes.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=600s --retries=3 \
+    CMD ["python3", "-m", "qaserve.healthcheck"]
+CMD ["python3", "serve.py"]

@@ -1,0 +1,76 @@
+"""Offline at run time: the server in a fresh network namespace that has only loopback.
+
+The model is found through download_model.py's manifest (MODEL_DIR points nowhere), the
+environment is the container's ENV (read from the Dockerfile, so the two cannot drift),
+and every Python process records its network calls (tests/netaudit). The test shows that
+health and /predict answer and that no call went anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from dockerfile_parse import DockerfileParser
+
+from tests.harness import ROOT, tiny_engine_env
+from tests.netcheck import audited_commands, calls_beyond_loopback, recorded_calls
+
+# What the container sets for its own filesystem layout; the test supplies its own.
+IMAGE_PATHS = {"MODEL_MANIFEST", "WARMUP_DATA_PATH", "HOST", "PORT"}
+
+
+def dockerfile_env() -> dict[str, str]:
+    envs = DockerfileParser(str(ROOT / "Dockerfile")).envs
+    return {name: value for name, value in envs.items() if name not in IMAGE_PATHS}
+
+
+def network_namespace_or_skip() -> None:
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot make a network namespace here: {probe.stderr}")
+
+
+def test_server_works_offline_and_calls_nothing_outside(tiny_model, tmp_path):
+    network_namespace_or_skip()
+    manifest = tmp_path / "cache/manifest.json"
+    fetched = subprocess.run(
+        [sys.executable, "download_model.py", "--model-id", str(tiny_model)],
+        env={**os.environ, "MODEL_CACHE_DIR": str(tmp_path / "cache")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    audit = tmp_path / "connections.jsonl"
+    env = {
+        **os.environ,
+        **dockerfile_env(),
+        **tiny_engine_env("/nonexistent-model-dir", MODEL_MANIFEST=str(manifest), USE_VLLM="1"),
+        "PYTHONPATH": str(ROOT / "tests/netaudit"),
+        "NETAUDIT_LOG": str(audit),
+    }
+    in_namespace = 'ip link set lo up && exec "$0" -m tests.offline_run "$1"'
+    run = subprocess.run(
+        ["unshare", "-n", "sh", "-c", in_namespace, sys.executable, str(tmp_path / "server.log")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["health"] == [200, {"status": "ok"}]
+    assert result["predict"][0] == 200 and isinstance(result["predict"][1]["response"], str)
+    assert result["backend"] == "vllm"
+    assert result["model"] == json.loads(manifest.read_text())["model"]["path"]
+
+    records = recorded_calls(audit)
+    watched = audited_commands(records)
+    assert any("uvicorn" in command for command in watched), watched
+    assert any("multiprocessing" in command for command in watched), "no vLLM engine process"
+    assert calls_beyond_loopback(records) == []
