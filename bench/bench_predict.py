@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import Server, tiny_engine_env  # noqa: E402
+from tests.harness import Server, stop_on_sigterm, tiny_engine_env  # noqa: E402
 
 N_QUESTIONS = 512
 UNIFORM_BUDGET = 128
@@ -87,7 +89,7 @@ def run_raw(repeats: int) -> dict[str, list[dict]]:
 
     from vllm import LLM, EngineArgs
 
-    from qaserve.engine.vllm_backend import engine_kwargs, sampling_params
+    from qaserve.engine.vllm_backend import engine_kwargs, vllm_sampling_params
     from qaserve.prompts import PromptBuilder, context_length
     from qaserve.service import Overrides, ParamPlanner
     from qaserve.settings import Settings
@@ -109,7 +111,7 @@ def run_raw(repeats: int) -> dict[str, list[dict]]:
         started = time.perf_counter()
         outputs = llm.generate(
             [{"prompt_token_ids": i} for i in ids],
-            [sampling_params(p) for p in params],
+            [vllm_sampling_params(p) for p in params],
             use_tqdm=False,
         )
         seconds = time.perf_counter() - started
@@ -118,9 +120,18 @@ def run_raw(repeats: int) -> dict[str, list[dict]]:
     uniform = load_questions(N_QUESTIONS)
     mixed = mixed_questions(uniform)
     generate(uniform[:64])  # warm the engine as the server's warmup does
-    results: dict[str, list[Sample]] = {"raw": [], "raw_mixed_sequential": [], "raw_mixed_one": []}
+    results: dict[str, list[Sample]] = {
+        "raw": [],
+        "raw_waves": [],
+        "raw_mixed_sequential": [],
+        "raw_mixed_one": [],
+    }
     for _ in range(repeats):
         results["raw"].append(generate(uniform))
+        waves = [generate(uniform[i : i + CONCURRENCY]) for i in range(0, N_QUESTIONS, CONCURRENCY)]
+        results["raw_waves"].append(
+            Sample(sum(w.tokens for w in waves), sum(w.seconds for w in waves))
+        )
         per_budget = [generate([q for q in mixed if budget_of(q) == b]) for b in MIXED_BUDGETS]
         total = Sample(sum(s.tokens for s in per_budget), sum(s.seconds for s in per_budget))
         results["raw_mixed_sequential"].append(total)
@@ -157,13 +168,18 @@ async def run_server_sides(url: str, repeats: int) -> dict[str, list[Sample]]:
     uniform = load_questions(N_QUESTIONS)
     mixed = mixed_questions(uniform)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-        await post_batch(http, uniform[:64])
-        results: dict[str, list[Sample]] = {"batch": [], "singles": [], "mixed_batch": []}
-        for _ in range(repeats):
-            results["batch"].append(await post_batch(http, uniform))
-            results["singles"].append(await post_singles(http, uniform))
-            results["mixed_batch"].append(await post_batch(http, mixed))
+
+    async def timed(send, questions: list[str]) -> Sample:
+        # A fresh client per phase: no keep-alive connection left idle since the last one.
+        async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
+            return await send(http, questions)
+
+    await timed(post_batch, uniform[:64])
+    results: dict[str, list[Sample]] = {"batch": [], "singles": [], "mixed_batch": []}
+    for _ in range(repeats):
+        results["batch"].append(await timed(post_batch, uniform))
+        results["singles"].append(await timed(post_singles, uniform))
+        results["mixed_batch"].append(await timed(post_batch, mixed))
     return results
 
 
@@ -176,6 +192,7 @@ def report(results: dict[str, list[Sample]]) -> str:
         ("1. raw LLM.generate, 512 prompts", "raw", "raw"),
         ("2. /predict, one batch of 512", "batch", "raw"),
         (f"3. /predict, 512 singles at concurrency {CONCURRENCY}", "singles", "raw"),
+        (f"   (raw, waves of {CONCURRENCY}: the engine at that concurrency)", "raw_waves", "raw"),
         ("4a. raw, one call per budget, in turn", "raw_mixed_sequential", "raw_mixed_sequential"),
         ("4b. raw, one call with per-item budgets", "raw_mixed_one", "raw_mixed_sequential"),
         ("4c. /predict, one mixed-budget batch", "mixed_batch", "raw_mixed_sequential"),
@@ -192,12 +209,34 @@ def report(results: dict[str, list[Sample]]) -> str:
     return "\n".join(lines)
 
 
+def run_raw_child(env: dict[str, str], repeats: int) -> dict[str, list[Sample]]:
+    """The raw side in its own process group, killed whole whatever happens."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--repeats", str(repeats), "--raw-child"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = child.communicate()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    if child.returncode:
+        raise RuntimeError(f"raw engine run failed ({child.returncode}):\n{err[-4000:]}")
+    line = next(x for x in out.splitlines() if x.startswith("RAW-RESULTS "))
+    return {k: [Sample(**s) for s in v] for k, v in json.loads(line[12:]).items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model folder (default: build the tiny model)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--raw-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    stop_on_sigterm()
 
     if args.raw_child:  # child process: run the raw engine, print JSON
         print("RAW-RESULTS " + json.dumps(run_raw(args.repeats)))
@@ -210,15 +249,7 @@ def main() -> None:
 
             model = build_tiny_model(Path(scratch) / "tiny")
         env = server_env(model)
-        child = subprocess.run(
-            [sys.executable, __file__, "--repeats", str(args.repeats), "--raw-child"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        line = next(x for x in child.stdout.splitlines() if x.startswith("RAW-RESULTS "))
-        raw = {k: [Sample(**s) for s in v] for k, v in json.loads(line[12:]).items()}
+        raw = run_raw_child(env, args.repeats)
         with Server(env, Path(scratch) / "server.log") as server:
             served = asyncio.run(run_server_sides(server.url, args.repeats))
     print(report({**raw, **served}))

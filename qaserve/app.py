@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from qaserve.engine import start_engine
 from qaserve.errors import install_error_handlers
 from qaserve.jsonbody import OrjsonResponse
+from qaserve.model_files import with_manifest_paths
 from qaserve.openai_api import router as openai_router
 from qaserve.prompts import PromptBuilder, context_length
 from qaserve.routes import router
@@ -34,7 +35,7 @@ def _configure_logging(level: str) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = with_manifest_paths(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

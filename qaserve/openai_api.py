@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated, Literal
 
 import orjson
@@ -24,9 +25,19 @@ from qaserve.engine import GenParams, GenResult
 from qaserve.errors import OpenAIError
 from qaserve.jsonbody import json_body_schema, parse_json_body
 from qaserve.reasoning import ReasoningSplitter, split_reasoning
-from qaserve.service import Answerer
+from qaserve.service import Answerer, Overrides, sampling_params
 from qaserve.settings import Settings
 
+# Request fields that map one to one onto the server's sampling settings.
+SAMPLING_FIELDS = {
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+}
 # OpenAI's own default when a completion request names no max_tokens.
 COMPLETION_DEFAULT_MAX_TOKENS = 16
 
@@ -125,21 +136,9 @@ def _gen_params(
         )
         raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
     stop = [body.stop] if isinstance(body.stop, str) else body.stop or []
-    return GenParams(
-        max_tokens=max_tokens,
-        temperature=_pick(body.temperature, settings.temperature),
-        top_p=_pick(body.top_p, settings.top_p),
-        top_k=_pick(body.top_k, settings.top_k),
-        repetition_penalty=_pick(body.repetition_penalty, settings.repetition_penalty),
-        frequency_penalty=_pick(body.frequency_penalty, settings.frequency_penalty),
-        presence_penalty=_pick(body.presence_penalty, settings.presence_penalty),
-        seed=body.seed,
-        stop=tuple(stop),
-    )
-
-
-def _pick(value, default):
-    return default if value is None else value
+    fields = body.model_dump(include=SAMPLING_FIELDS)
+    overrides = Overrides(**fields, max_tokens=max_tokens, stop=tuple(stop))
+    return sampling_params(settings, overrides)
 
 
 def _finish_reason(reason: str | None) -> str:
@@ -282,11 +281,13 @@ class ChatReply:
         yield self._chunk({"role": "assistant", "content": ""})
         splitter = ReasoningSplitter(self.thinking)
         tokens, finish = 0, None
-        async for piece in pieces:
-            tokens += piece.output_tokens
-            finish = piece.finish_reason or finish
-            for chunk in self._deltas(*splitter.feed(piece.text)):
-                yield chunk
+        # Closing this stream (client gone) closes the engine stream at once.
+        async with aclosing(pieces):
+            async for piece in pieces:
+                tokens += piece.output_tokens
+                finish = piece.finish_reason or finish
+                for chunk in self._deltas(*splitter.feed(piece.text)):
+                    yield chunk
         for chunk in self._deltas(*splitter.finish()):
             yield chunk
         yield self._chunk({}, _finish_reason(finish))

@@ -89,6 +89,7 @@ async def info(request: Request):
         "system_prompt": answerer.system_prompt,
         "warmup": asdict(request.app.state.warmup),
         "counters": asdict(answerer.counters),
+        "engine_stats": answerer.engine.stats,
         "settings": settings.public_dict(),
     }
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from qaserve.engine import Engine, GenParams
 from qaserve.length import LengthPolicy
 from qaserve.prompts import PromptBuilder, strip_think
 from qaserve.settings import Settings
+
+INLINE_TOKENIZE_MAX = 8
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,22 @@ class Counters:
         self.engine_seconds += answers.seconds
 
 
+def sampling_params(settings: Settings, overrides: Overrides) -> GenParams:
+    """The configured sampling with a request's overrides; no length rules."""
+    s, o = settings, overrides
+    return GenParams(
+        max_tokens=_pick(o.max_tokens, s.max_new_tokens),
+        temperature=_pick(o.temperature, s.temperature),
+        top_p=_pick(o.top_p, s.top_p),
+        top_k=_pick(o.top_k, s.top_k),
+        repetition_penalty=_pick(o.repetition_penalty, s.repetition_penalty),
+        frequency_penalty=_pick(o.frequency_penalty, s.frequency_penalty),
+        presence_penalty=_pick(o.presence_penalty, s.presence_penalty),
+        seed=o.seed,
+        stop=o.stop,
+    )
+
+
 @dataclass
 class ParamPlanner:
     """Sampling and stopping for each question: settings, its length plan, overrides."""
@@ -61,18 +80,10 @@ class ParamPlanner:
         self.length = LengthPolicy(self.settings)
 
     def base_params(self, overrides: Overrides) -> GenParams:
-        s, o = self.settings, overrides
-        return GenParams(
-            max_tokens=s.max_new_tokens,
-            temperature=_pick(o.temperature, s.temperature),
-            top_p=_pick(o.top_p, s.top_p),
-            top_k=_pick(o.top_k, s.top_k),
-            repetition_penalty=_pick(o.repetition_penalty, s.repetition_penalty),
-            frequency_penalty=_pick(o.frequency_penalty, s.frequency_penalty),
-            presence_penalty=_pick(o.presence_penalty, s.presence_penalty),
-            seed=o.seed,
-            stop=tuple(dict.fromkeys(self.length.engine_stops() + o.stop)),
-            sentence_endings=s.sentence_endings,
+        return replace(
+            sampling_params(self.settings, overrides),
+            stop=tuple(dict.fromkeys(self.length.engine_stops() + overrides.stop)),
+            sentence_endings=self.settings.sentence_endings,
         )
 
     def params_for(self, question: str, base: GenParams, overrides: Overrides) -> GenParams:
@@ -115,11 +126,13 @@ class Answerer:
     async def _answer(self, questions: list[str], overrides: Overrides) -> Answers:
         started = time.perf_counter()
         params = self.planner.plan(questions, overrides)
-        prompt_ids = await asyncio.to_thread(
-            self.prompts.encode_many,
-            self.system_prompt,
-            questions,
-            [p.max_tokens for p in params],
+        encode = partial(
+            self.prompts.encode_many, self.system_prompt, questions, [p.max_tokens for p in params]
+        )
+        # A few prompts tokenize in well under a millisecond, less than a thread hop costs;
+        # a big batch goes to a thread so the event loop keeps serving.
+        prompt_ids = (
+            encode() if len(questions) <= INLINE_TOKENIZE_MAX else await asyncio.to_thread(encode)
         )
         results = await self.engine.generate_batch(prompt_ids, params)
         texts = [

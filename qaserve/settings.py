@@ -64,12 +64,16 @@ class Settings(BaseSettings):
 
     # Model and server
     model_dir: str = "model"
+    # download_model.py's manifest: when set, the model and draft folders come from it
+    # (the hub client names them, so they are never guessed), overriding MODEL_DIR.
+    model_manifest: str | None = None
     host: str = "0.0.0.0"
     port: int = 8000
     batch_mode: bool = False
     max_batch_size: int = Field(default=4096, gt=0)
     log_level: str = "info"
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+    keep_alive_seconds: int = Field(default=75, gt=0)
 
     # Backend choice: "auto" tries vLLM and falls back to transformers.
     use_vllm: Literal["auto"] | bool = "auto"
@@ -154,6 +158,15 @@ class Settings(BaseSettings):
     @property
     def model_name(self) -> str:
         return self.served_model_name or Path(self.model_dir.rstrip("/")).name
+
+
+class ClientSettings(BaseSettings):
+    """What the terminal chat client reads from the environment (flags override it)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    qaserve_url: str = "http://127.0.0.1:8000"
+    qaserve_api_key: SecretStr | None = None
 
 
 @lru_cache

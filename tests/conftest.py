@@ -3,7 +3,7 @@ import json
 import httpx
 import pytest
 
-from tests.harness import Server, tiny_engine_env
+from tests.harness import Server, stop_on_sigterm, tiny_engine_env
 from tests.tiny_model import build_tiny_model
 
 # Budget rules of the shared test server: each class gets a budget of its own,
@@ -14,6 +14,9 @@ TEST_RULES = [
 ]
 DEFAULT_BUDGET = 12
 API_KEYS = ("test-key-one", "test-key-two")
+
+
+stop_on_sigterm()  # a CI timeout's SIGTERM still shuts every server down
 
 
 @pytest.fixture(scope="session")

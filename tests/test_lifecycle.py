@@ -7,6 +7,7 @@ import httpx
 import psutil
 import pytest
 
+from qaserve.launcher import UVICORN_CLI
 from tests.harness import Server, tiny_engine_env
 
 # A value vLLM rejects while building its config, and transformers never reads.
@@ -15,8 +16,9 @@ BROKEN_FOR_VLLM = {"KV_CACHE_DTYPE": "no-such-dtype"}
 
 def test_vllm_failure_falls_back_to_transformers(tiny_model, tmp_path):
     env = tiny_engine_env(tiny_model, **BROKEN_FOR_VLLM)
+    # Started the other documented way, through uvicorn's command line.
     with (
-        Server(env, tmp_path / "server.log") as server,
+        Server(env, tmp_path / "server.log", argv=UVICORN_CLI) as server,
         httpx.Client(base_url=server.url, timeout=120) as http,
     ):
         info = http.get("/info").json()

@@ -1,5 +1,7 @@
 """The /v1 API through the official OpenAI SDK, against the shared live server."""
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -84,6 +86,24 @@ def test_slow_mode_returns_reasoning_apart(sdk, model):
     )
     pieces = [getattr(c.choices[0].delta, "reasoning_content", None) for c in streamed]
     assert "".join(p for p in pieces if p) == message.reasoning_content
+
+
+def test_client_disconnect_aborts_the_engine_request(server, model):
+    def engine_stats():
+        return httpx.get(server.url + "/info").json()["engine_stats"]
+
+    before = engine_stats()
+    body = {"model": model, "messages": QUESTION, "max_tokens": 900, "stream": True}
+    headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    with httpx.stream(
+        "POST", server.url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+    ) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")  # the stream has begun; now hang up
+    deadline = time.monotonic() + 20
+    while (stats := engine_stats())["aborted"] == before["aborted"] or stats["running"]:
+        assert time.monotonic() < deadline, f"engine request not aborted: {stats}"
+        time.sleep(0.1)
 
 
 def test_completions_take_a_string_or_a_list(sdk, model):

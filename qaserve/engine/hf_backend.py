@@ -48,6 +48,7 @@ class TransformersEngine:
         self._batch_size = batch_size
         self._lock = asyncio.Lock()
         self.info = info
+        self.stats: dict[str, int] = {}  # generate() runs whole batches: nothing to count
 
     @classmethod
     def start(cls, settings: Settings, reason: str | None) -> TransformersEngine:

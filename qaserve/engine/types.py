@@ -45,6 +45,7 @@ class BackendInfo:
 
 class Engine(Protocol):
     info: BackendInfo
+    stats: dict[str, int]  # live engine counters for /info
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         """Generate one answer."""

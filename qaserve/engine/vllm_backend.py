@@ -85,7 +85,7 @@ def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> 
     return {key: value for key, value in kwargs.items() if key in accepted}
 
 
-def sampling_params(params: GenParams, incremental: bool = False):
+def vllm_sampling_params(params: GenParams, incremental: bool = False):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -108,6 +108,8 @@ class VllmEngine:
     def __init__(self, engine, info: BackendInfo):
         self._engine = engine
         self.info = info
+        # "aborted": requests stopped before the engine finished them (cap, client gone)
+        self.stats = {"running": 0, "aborted": 0}
 
     @classmethod
     def start(cls, settings: Settings) -> VllmEngine:
@@ -144,22 +146,28 @@ class VllmEngine:
     ) -> AsyncIterator[GenResult]:
         stream = self._engine.generate(
             {"prompt_token_ids": prompt_ids},
-            sampling_params(params, incremental),
+            vllm_sampling_params(params, incremental),
             uuid.uuid4().hex,
         )
-        ends = 0
-        # Leaving early (sentence cap, client gone) closes the stream: vLLM aborts the request.
-        async with aclosing(stream):
-            async for output in stream:
-                piece = output.outputs[0]
-                finish = piece.finish_reason if output.finished else None
-                if params.max_sentences and finish is None:
-                    ends += count_sentence_ends(piece.text, params.sentence_endings)
-                    if ends >= params.max_sentences:
-                        finish = "sentences"
-                yield GenResult(piece.text, len(piece.token_ids), finish)
-                if finish:
-                    return
+        ends, engine_finished = 0, False
+        self.stats["running"] += 1
+        try:
+            # Leaving early (sentence cap, client gone) closes the stream: vLLM aborts it.
+            async with aclosing(stream):
+                async for output in stream:
+                    engine_finished = output.finished
+                    piece = output.outputs[0]
+                    finish = piece.finish_reason if output.finished else None
+                    if params.max_sentences and finish is None:
+                        ends += count_sentence_ends(piece.text, params.sentence_endings)
+                        if ends >= params.max_sentences:
+                            finish = "sentences"
+                    yield GenResult(piece.text, len(piece.token_ids), finish)
+                    if finish:
+                        return
+        finally:
+            self.stats["running"] -= 1
+            self.stats["aborted"] += not engine_finished
 
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams]

@@ -1,0 +1,118 @@
+"""Start a qaserve server (or another HTTP server) as a subprocess, and always clean it up.
+
+Used by the tests, bench/ and eval.tune. The server runs in its own process group, so
+stopping it also reaches vLLM's engine processes even when something failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every ``with Server`` and fixture cleans up."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Another way in, for a test: uvicorn's own command line (its port comes as --port).
+UVICORN_CLI = ["-m", "uvicorn", "serve:app", "--host", "127.0.0.1"]
+
+
+class Server:
+    """``python serve.py`` by default (HOST and PORT set in its environment); ``argv`` (python
+    arguments without the port, which comes as ``--port``) starts another server."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        argv: list[str] | None = None,
+        ready_path: str = "/",
+    ):
+        self.port = port or free_port()
+        self.argv = [*argv, "--port", str(self.port)] if argv else ["serve.py"]
+        self.ready_path = ready_path
+        self.url = f"http://127.0.0.1:{self.port}"
+        # The child inherits this environment, with the server's settings on top.
+        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.refused_before_ready = 0
+        self.log_when_ready = ""
+
+    def start(self, timeout: float = 300) -> Server:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.argv],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                httpx.get(self.url + self.ready_path, timeout=5).raise_for_status()
+            except (httpx.TransportError, httpx.HTTPStatusError):
+                self.refused_before_ready += 1
+                time.sleep(0.5)
+                continue
+            self.log_when_ready = self.log()
+            return self
+        self.kill()
+        raise TimeoutError(f"server not ready after {timeout} s:\n{self.tail()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def terminate(self, timeout: float = 90) -> int:
+        """SIGTERM, as a container runtime sends it; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """Kill whatever is left of the process group (a no-op after a clean exit)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.terminate()
+        finally:
+            self.kill()
