@@ -131,7 +131,11 @@ def main() -> None:
             model = build_tiny_model(Path(scratch) / "tiny")
         env = tiny_engine_env(model, SERVED_MODEL_NAME="bench", WARMUP_NUM_SAMPLES="8")
         logs = Path(scratch)
-        vllm_side = Server(env, logs / "vllm.log", argv=vllm_server_argv(env), ready_path="/health")
+        # The same keep-alive as ours (KEEP_ALIVE_SECONDS), so neither drops pooled connections.
+        vllm_env = {**env, "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "75"}
+        vllm_side = Server(
+            vllm_env, logs / "vllm.log", argv=vllm_server_argv(env), ready_path="/health"
+        )
         with Server(env, logs / "ours.log") as ours, vllm_side:
             off = {"chat_template_kwargs": {"enable_thinking": False}}
             sides = {

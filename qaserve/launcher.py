@@ -62,7 +62,7 @@ class Server:
         self.refused_before_ready = 0
         self.log_when_ready = ""
 
-    def start(self, timeout: float = 300) -> Server:
+    def start(self, timeout: float = 600) -> Server:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, *self.argv],
