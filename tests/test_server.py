@@ -96,16 +96,19 @@ def test_stop_string_stops_inside_the_engine(client):
 
 
 def test_sentence_cap_stops_generation_early(client):
-    # The random model writes sentence ends now and then: find an answer with two.
-    for prompt in questions(60):
-        full = predict(client, {"prompt": prompt, "max_tokens": 200})
+    # The random model writes sentence ends now and then: find an answer with two,
+    # greedy first, then seeded sampling (reproducible, so the capped run matches).
+    tries = [{}] * 60 + [{"temperature": 1.0, "seed": n} for n in range(60)]
+    for prompt, sampling in zip(questions(120), tries, strict=True):
+        request = {"prompt": prompt, "max_tokens": 200, **sampling}
+        full = predict(client, request)
         text = full.json()["response"]
         ends = [i for i, ch in enumerate(text) if ch in "。！？"]
         if len(ends) >= 2 and ends[0] > 0:
             break
     else:
-        pytest.fail("no answer with two sentence ends among 60 prompts")
-    capped = predict(client, {"prompt": prompt, "max_tokens": 200, "max_sentences": 1})
+        pytest.fail("no answer with two sentence ends among 120 tries")
+    capped = predict(client, {**request, "max_sentences": 1})
     assert capped.json()["response"] == text[: ends[0] + 1].strip()
     assert int(capped.headers["X-Output-Tokens"]) < int(full.headers["X-Output-Tokens"])
 
