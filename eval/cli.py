@@ -6,7 +6,6 @@ Exit status: 0, 1 when the official score is below --min-official, 2 on an error
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import asdict
 
@@ -18,9 +17,15 @@ from eval.report import detail_records, summary, table, write_details
 from eval.results import build_evaluation
 from eval.stats import mean
 from eval.tokens import TokenCounter, tokenizer_folder
+from qaserve.settings import ClientSettings
 
 BELOW_THRESHOLD = 1
 FAILED = 2
+
+
+def _env_api_key() -> str | None:
+    key = ClientSettings().qaserve_api_key
+    return key.get_secret_value() if key else None
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +33,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("QASERVE_API_KEY"),
+        default=_env_api_key(),
         help="bearer key, for a server with PROTECT_PREDICT=1 (default: $QASERVE_API_KEY)",
     )
     parser.add_argument("--data", default="data.jsonl", help="seed/question-answer jsonl or .docx")
