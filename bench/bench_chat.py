@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,6 +53,7 @@ def vllm_server_argv(env: dict[str, str]) -> list[str]:
         env["VLLM_MAX_NUM_BATCHED_TOKENS"],
         "--enable-prefix-caching",
         "--enforce-eager",
+        "--disable-log-stats",  # as ours runs by default (LOG_ENGINE_STATS=false)
         "--seed",
         "0",
     ]
@@ -75,8 +76,10 @@ class Run:
 
 async def run_chats(url: str, questions: list[str], thinking_off: dict) -> Run:
     limit = asyncio.Semaphore(CONCURRENCY)
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
+    # aiohttp, as vLLM's serving benchmark uses: httpx's AsyncClient stalls requests on
+    # reused pooled connections under concurrency (encode/httpx#3215).
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as http:
 
         async def one(question: str) -> tuple[int, float]:
             body = {
@@ -88,9 +91,10 @@ async def run_chats(url: str, questions: list[str], thinking_off: dict) -> Run:
             }
             async with limit:
                 started = time.perf_counter()
-                response = await http.post("/v1/chat/completions", json=body)
-                response.raise_for_status()
-                return response.json()["usage"]["completion_tokens"], time.perf_counter() - started
+                async with http.post(url + "/v1/chat/completions", json=body) as response:
+                    response.raise_for_status()
+                    usage = (await response.json())["usage"]
+                return usage["completion_tokens"], time.perf_counter() - started
 
         started = time.perf_counter()
         results = await asyncio.gather(*map(one, questions))

@@ -2,8 +2,9 @@
 
 Same 512 questions from data.jsonl, the same tiny model, the same prompt token
 ids and engine settings on every side; prints tokens/s and ratios to raw
-``vllm.LLM.generate``. The raw engine runs in a child process so its memory is
-back before the server starts.
+``vllm.LLM.generate``. The raw engine lives in a child process beside the server
+and rounds alternate between them, so a slow spell of the machine hits both; each
+ratio is the median over rounds of the ratio measured within a round.
 
     .venv/bin/python bench/bench_predict.py [--model DIR] [--repeats 3]
 """
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,17 +74,16 @@ class Sample:
         return self.tokens / self.seconds
 
 
-def median_sample(samples: list[Sample]) -> Sample:
-    return sorted(samples, key=lambda s: s.rate)[len(samples) // 2]
-
-
 # ---- raw engine side (child process) ----------------------------------------
 
+RAW_PHASES = ("raw", "raw_waves", "raw_mixed_sequential", "raw_mixed_one")
 
-def run_raw(repeats: int) -> dict[str, list[dict]]:
+
+def serve_raw_phases() -> None:
     """vllm.LLM.generate with the server's own prompt ids and sampling parameters.
 
-    Runs in a child process whose environment holds the server's settings.
+    Runs in a child process whose environment holds the server's settings; reads a
+    phase name per line on stdin and answers each with a RAW-RESULT line.
     """
     import dataclasses
 
@@ -117,77 +117,144 @@ def run_raw(repeats: int) -> dict[str, list[dict]]:
         seconds = time.perf_counter() - started
         return Sample(sum(len(o.outputs[0].token_ids) for o in outputs), seconds)
 
+    def in_turn(groups: list[list[str]]) -> Sample:
+        samples = [generate(g) for g in groups]
+        return Sample(sum(s.tokens for s in samples), sum(s.seconds for s in samples))
+
     uniform = load_questions(N_QUESTIONS)
     mixed = mixed_questions(uniform)
-    generate(uniform[:64])  # warm the engine as the server's warmup does
-    results: dict[str, list[Sample]] = {
-        "raw": [],
-        "raw_waves": [],
-        "raw_mixed_sequential": [],
-        "raw_mixed_one": [],
+    phases = {
+        "warmup": lambda: generate(uniform[:64]),  # as the server's warmup does
+        "raw": lambda: generate(uniform),
+        "raw_waves": lambda: in_turn(
+            [uniform[i : i + CONCURRENCY] for i in range(0, N_QUESTIONS, CONCURRENCY)]
+        ),
+        "raw_mixed_sequential": lambda: in_turn(
+            [[q for q in mixed if budget_of(q) == b] for b in MIXED_BUDGETS]
+        ),
+        "raw_mixed_one": lambda: generate(mixed),
     }
-    for _ in range(repeats):
-        results["raw"].append(generate(uniform))
-        waves = [generate(uniform[i : i + CONCURRENCY]) for i in range(0, N_QUESTIONS, CONCURRENCY)]
-        results["raw_waves"].append(
-            Sample(sum(w.tokens for w in waves), sum(w.seconds for w in waves))
+    print("RAW-READY", flush=True)
+    for line in sys.stdin:
+        sample = phases[line.strip()]()
+        print("RAW-RESULT " + json.dumps(dataclasses.asdict(sample)), flush=True)
+
+
+class RawEngine:
+    """The child process running ``serve_raw_phases``, in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--raw-child"],
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            start_new_session=True,
         )
-        per_budget = [generate([q for q in mixed if budget_of(q) == b]) for b in MIXED_BUDGETS]
-        total = Sample(sum(s.tokens for s in per_budget), sum(s.seconds for s in per_budget))
-        results["raw_mixed_sequential"].append(total)
-        results["raw_mixed_one"].append(generate(mixed))
-    return {k: [dataclasses.asdict(s) for s in v] for k, v in results.items()}
+        self._expect("RAW-READY")
+
+    def _expect(self, prefix: str) -> str:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+        raise RuntimeError(f"raw engine exited ({self.proc.wait()}); see {self.log.name}")
+
+    def run(self, phase: str) -> Sample:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(phase + "\n")
+        self.proc.stdin.flush()
+        return Sample(**json.loads(self._expect("RAW-RESULT ")))
+
+    def __enter__(self) -> RawEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
 
 
 # ---- server side --------------------------------------------------------------
 
 
-async def post_batch(http: httpx.AsyncClient, questions: list[str]) -> Sample:
-    started = time.perf_counter()
-    response = await http.post("/predict", json={"prompt": questions})
-    response.raise_for_status()
-    assert len(response.json()["response"]) == len(questions)
-    return Sample(int(response.headers["X-Output-Tokens"]), time.perf_counter() - started)
+async def post_predict(http: aiohttp.ClientSession, url: str, prompt: str | list[str]) -> int:
+    """One /predict call; its X-Output-Tokens."""
+    async with http.post(url + "/predict", json={"prompt": prompt}) as response:
+        response.raise_for_status()
+        answer = (await response.json())["response"]
+        assert isinstance(answer, str) or len(answer) == len(prompt)
+        return int(response.headers["X-Output-Tokens"])
 
 
-async def post_singles(http: httpx.AsyncClient, questions: list[str]) -> Sample:
+async def post_singles(http: aiohttp.ClientSession, url: str, questions: list[str]) -> int:
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(question: str) -> int:
         async with limit:
-            response = await http.post("/predict", json={"prompt": question})
-            response.raise_for_status()
-            return int(response.headers["X-Output-Tokens"])
+            return await post_predict(http, url, question)
 
-    started = time.perf_counter()
-    tokens = await asyncio.gather(*map(one, questions))
-    return Sample(sum(tokens), time.perf_counter() - started)
+    return sum(await asyncio.gather(*map(one, questions)))
 
 
-async def run_server_sides(url: str, repeats: int) -> dict[str, list[Sample]]:
+async def timed_on_server(url: str, phase: str) -> Sample:
     uniform = load_questions(N_QUESTIONS)
-    mixed = mixed_questions(uniform)
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    send, questions = {
+        "warmup": (post_predict, uniform[:64]),
+        "batch": (post_predict, uniform),
+        "singles": (post_singles, uniform),
+        "mixed_batch": (post_predict, mixed_questions(uniform)),
+    }[phase]
+    # aiohttp, as vLLM's own serving benchmark uses: httpx's AsyncClient stalls requests on
+    # reused pooled connections under concurrency (encode/httpx#3215), which measured the
+    # client here, not the server. A fresh session per phase: no idle keep-alive left over.
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        started = time.perf_counter()
+        tokens = await send(http, url, questions)
+        return Sample(tokens, time.perf_counter() - started)
 
-    async def timed(send, questions: list[str]) -> Sample:
-        # A fresh client per phase: no keep-alive connection left idle since the last one.
-        async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-            return await send(http, questions)
 
-    await timed(post_batch, uniform[:64])
-    results: dict[str, list[Sample]] = {"batch": [], "singles": [], "mixed_batch": []}
+# Each round runs these in order, a raw phase right before the server phase it is compared with.
+ROUND = (
+    "raw",
+    "batch",
+    "raw_waves",
+    "singles",
+    "raw_mixed_sequential",
+    "raw_mixed_one",
+    "mixed_batch",
+)
+
+
+def measure_alternating(raw: RawEngine, server: Server, repeats: int) -> list[dict[str, Sample]]:
+    raw.run("warmup")
+    asyncio.run(timed_on_server(server.url, "warmup"))
+    rounds = []
     for _ in range(repeats):
-        results["batch"].append(await timed(post_batch, uniform))
-        results["singles"].append(await timed(post_singles, uniform))
-        results["mixed_batch"].append(await timed(post_batch, mixed))
-    return results
+        rounds.append(
+            {
+                phase: raw.run(phase)
+                if phase in RAW_PHASES
+                else asyncio.run(timed_on_server(server.url, phase))
+                for phase in ROUND
+            }
+        )
+    return rounds
 
 
 # ---- report -------------------------------------------------------------------
 
 
-def report(results: dict[str, list[Sample]]) -> str:
-    best = {name: median_sample(samples) for name, samples in results.items()}
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def report(rounds: list[dict[str, Sample]]) -> str:
     rows = [
         ("1. raw LLM.generate, 512 prompts", "raw", "raw"),
         ("2. /predict, one batch of 512", "batch", "raw"),
@@ -197,49 +264,33 @@ def report(results: dict[str, list[Sample]]) -> str:
         ("4b. raw, one call with per-item budgets", "raw_mixed_one", "raw_mixed_sequential"),
         ("4c. /predict, one mixed-budget batch", "mixed_batch", "raw_mixed_sequential"),
     ]
-    lines = [f"{'side':50} {'tokens':>8} {'seconds':>8} {'tok/s':>8} {'ratio':>7}"]
+    header = f"{'side':58} {'tokens':>7} {'tok/s':>7} {'ratio':>6}  ratio per round"
+    lines = [header]
     for label, key, reference in rows:
-        sample = best[key]
-        ratio = sample.rate / best[reference].rate
+        rates = [r[key].rate for r in rounds]
+        ratios = [r[key].rate / r[reference].rate for r in rounds]
+        per_round = " ".join(f"{x:.2f}" for x in ratios)
         lines.append(
-            f"{label:50} {sample.tokens:>8} {sample.seconds:>8.2f} {sample.rate:>8.0f} "
-            f"{ratio:>6.2f}x"
+            f"{label:58} {rounds[0][key].tokens:>7} {median(rates):>7.0f} "
+            f"{median(ratios):>5.2f}x  {per_round}"
         )
-    lines.append("ratios: rows 1-3 to row 1; rows 4a-4c to row 4a (median of the repeats)")
-    return "\n".join(lines)
-
-
-def run_raw_child(env: dict[str, str], repeats: int) -> dict[str, list[Sample]]:
-    """The raw side in its own process group, killed whole whatever happens."""
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--repeats", str(repeats), "--raw-child"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    lines.append(
+        "tok/s: median over rounds; ratio: median over rounds of the ratio within a round "
+        "(rows 1-3 to row 1, rows 4a-4c to row 4a)"
     )
-    try:
-        out, err = child.communicate()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-    if child.returncode:
-        raise RuntimeError(f"raw engine run failed ({child.returncode}):\n{err[-4000:]}")
-    line = next(x for x in out.splitlines() if x.startswith("RAW-RESULTS "))
-    return {k: [Sample(**s) for s in v] for k, v in json.loads(line[12:]).items()}
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model folder (default: build the tiny model)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--raw-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     stop_on_sigterm()
 
-    if args.raw_child:  # child process: run the raw engine, print JSON
-        print("RAW-RESULTS " + json.dumps(run_raw(args.repeats)))
+    if args.raw_child:
+        serve_raw_phases()
         return
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -249,10 +300,10 @@ def main() -> None:
 
             model = build_tiny_model(Path(scratch) / "tiny")
         env = server_env(model)
-        raw = run_raw_child(env, args.repeats)
-        with Server(env, Path(scratch) / "server.log") as server:
-            served = asyncio.run(run_server_sides(server.url, args.repeats))
-    print(report({**raw, **served}))
+        logs = Path(scratch)
+        with RawEngine(env, logs / "raw.log") as raw, Server(env, logs / "server.log") as server:
+            rounds = measure_alternating(raw, server, args.repeats)
+    print(report(rounds))
 
 
 if __name__ == "__main__":

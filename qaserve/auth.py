@@ -9,7 +9,9 @@ from fastapi import Request
 from qaserve.errors import OpenAIError
 
 
-def check_api_key(request: Request) -> None:
+# Async although they never await: FastAPI runs a sync dependency in its thread pool,
+# a thread hop on every request for a check that takes microseconds.
+async def check_api_key(request: Request) -> None:
     """Require ``Authorization: Bearer <key>`` for one of the configured keys."""
     keys = request.app.state.settings.api_key
     if not keys:
@@ -22,6 +24,6 @@ def check_api_key(request: Request) -> None:
         raise OpenAIError(401, message, None, "invalid_api_key")
 
 
-def check_predict_key(request: Request) -> None:
+async def check_predict_key(request: Request) -> None:
     if request.app.state.settings.protect_predict:
-        check_api_key(request)
+        await check_api_key(request)

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     distributed_executor_backend: str | None = None
     seed: int = 0
     trust_remote_code: bool = False
+    # vLLM's periodic throughput log; its per-step bookkeeping costs server CPU.
+    log_engine_stats: bool = False
 
     # Speculative decoding: prompt-lookup n-grams, or a separate draft model.
     enable_speculative_decoding: bool = False

@@ -78,6 +78,7 @@ def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> 
         "seed": settings.seed,
         "trust_remote_code": settings.trust_remote_code,
         "speculative_config": spec,
+        "disable_log_stats": not settings.log_engine_stats,
         # One log line per request costs real time in a 512-item batch.
         "disable_log_requests": True,
         "enable_log_requests": False,
