@@ -3,8 +3,9 @@
 Same 512 questions from data.jsonl, the same tiny model, the same prompt token
 ids and engine settings on every side; prints tokens/s and ratios to raw
 ``vllm.LLM.generate``. The raw engine lives in a child process beside the server
-and rounds alternate between them, so a slow spell of the machine hits both; each
-ratio is the median over rounds of the ratio measured within a round.
+and rounds alternate between them (every other round in reverse order, each phase
+on an idle machine), so a slow spell of the machine hits both; each ratio is the
+median over rounds of the ratio measured within a round.
 
     .venv/bin/python bench/bench_predict.py [--model DIR] [--repeats 3]
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -219,7 +221,7 @@ async def timed_on_server(url: str, phase: str) -> Sample:
         return Sample(tokens, time.perf_counter() - started)
 
 
-# Each round runs these in order, a raw phase right before the server phase it is compared with.
+# A round: each server phase next to the raw phase it is compared with.
 ROUND = (
     "raw",
     "batch",
@@ -231,20 +233,26 @@ ROUND = (
 )
 
 
+def settle(quiet_percent: float = 15, longest: float = 10) -> None:
+    """Wait until the machine is idle: vLLM's worker spins on a core for about a second
+    after its last step, which would slow whichever side runs next."""
+    deadline = time.monotonic() + longest
+    while psutil.cpu_percent(interval=0.5) > quiet_percent and time.monotonic() < deadline:
+        pass
+
+
 def measure_alternating(raw: RawEngine, server: Server, repeats: int) -> list[dict[str, Sample]]:
-    raw.run("warmup")
+    def run(phase: str) -> Sample:
+        settle()
+        if phase in RAW_PHASES:
+            return raw.run(phase)
+        return asyncio.run(timed_on_server(server.url, phase))
+
     asyncio.run(timed_on_server(server.url, "warmup"))
-    rounds = []
-    for _ in range(repeats):
-        rounds.append(
-            {
-                phase: raw.run(phase)
-                if phase in RAW_PHASES
-                else asyncio.run(timed_on_server(server.url, phase))
-                for phase in ROUND
-            }
-        )
-    return rounds
+    raw.run("warmup")
+    # Every other round runs backwards, so neither side always goes first.
+    orders = [ROUND, ROUND[::-1]]
+    return [{phase: run(phase) for phase in orders[i % 2]} for i in range(repeats)]
 
 
 # ---- report -------------------------------------------------------------------
