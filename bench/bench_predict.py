@@ -156,14 +156,20 @@ class RawEngine:
             text=True,
             start_new_session=True,
         )
-        self._expect("RAW-READY")
+        try:
+            self._expect("RAW-READY")
+        except BaseException:
+            self.__exit__()
+            raise
 
     def _expect(self, prefix: str) -> str:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if line.startswith(prefix):
                 return line[len(prefix) :].strip()
-        raise RuntimeError(f"raw engine exited ({self.proc.wait()}); see {self.log.name}")
+        self.log.flush()
+        tail = Path(self.log.name).read_text()[-4000:]
+        raise RuntimeError(f"raw engine exited with {self.proc.wait()}:\n{tail}")
 
     def run(self, phase: str) -> Sample:
         assert self.proc.stdin is not None
