@@ -227,16 +227,17 @@ async def timed_on_server(url: str, phase: str) -> Sample:
         return Sample(tokens, time.perf_counter() - started)
 
 
-# A round: each server phase next to the raw phase it is compared with.
-ROUND = (
-    "raw",
-    "batch",
-    "raw_waves",
-    "singles",
-    "raw_mixed_sequential",
-    "raw_mixed_one",
-    "mixed_batch",
-)
+# The comparisons; a round runs each chosen one, a server phase next to its raw phases.
+GROUPS = {
+    "batch": ("raw", "batch"),
+    "singles": ("raw", "raw_waves", "singles"),
+    "mixed": ("raw_mixed_sequential", "raw_mixed_one", "mixed_batch"),
+}
+
+
+def round_of(groups: list[str]) -> tuple[str, ...]:
+    phases = [phase for group in groups for phase in GROUPS[group]]
+    return tuple(dict.fromkeys(phases))  # "raw" once, where it first appears
 
 
 def settle(quiet_percent: float = 15, longest: float = 10) -> None:
@@ -247,7 +248,9 @@ def settle(quiet_percent: float = 15, longest: float = 10) -> None:
         pass
 
 
-def measure_alternating(raw: RawEngine, server: Server, repeats: int) -> list[dict[str, Sample]]:
+def measure_alternating(
+    raw: RawEngine, server: Server, phases: tuple[str, ...], repeats: int
+) -> list[dict[str, Sample]]:
     def run(phase: str) -> Sample:
         settle()
         if phase in RAW_PHASES:
@@ -257,7 +260,7 @@ def measure_alternating(raw: RawEngine, server: Server, repeats: int) -> list[di
     asyncio.run(timed_on_server(server.url, "warmup"))
     raw.run("warmup")
     # Every other round runs backwards, so neither side always goes first.
-    orders = [ROUND, ROUND[::-1]]
+    orders = [phases, phases[::-1]]
     return [{phase: run(phase) for phase in orders[i % 2]} for i in range(repeats)]
 
 
@@ -281,6 +284,8 @@ def report(rounds: list[dict[str, Sample]]) -> str:
     header = f"{'side':58} {'tokens':>7} {'tok/s':>7} {'ratio':>6}  ratio per round"
     lines = [header]
     for label, key, reference in rows:
+        if key not in rounds[0]:
+            continue
         rates = [r[key].rate for r in rounds]
         ratios = [r[key].rate / r[reference].rate for r in rounds]
         per_round = " ".join(f"{x:.2f}" for x in ratios)
@@ -299,6 +304,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model folder (default: build the tiny model)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(GROUPS),
+        default=list(GROUPS),
+        help="run these comparisons only (more rounds of one in the same time)",
+    )
     parser.add_argument("--raw-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     stop_on_sigterm()
@@ -316,7 +328,7 @@ def main() -> None:
         env = server_env(model)
         logs = Path(scratch)
         with RawEngine(env, logs / "raw.log") as raw, Server(env, logs / "server.log") as server:
-            rounds = measure_alternating(raw, server, args.repeats)
+            rounds = measure_alternating(raw, server, round_of(args.only), args.repeats)
     print(report(rounds))
 
 
