@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -39,13 +40,15 @@ MIXED_BUDGETS = (32, 64, 128, 192)
 CONCURRENCY = 64
 
 
-def load_questions(n: int) -> list[str]:
+@functools.cache
+def load_questions(n: int) -> tuple[str, ...]:
+    """Read once per process: every phase of every round asks for the same questions."""
     from qaserve.warmup import read_questions
 
-    return read_questions(ROOT / "data.jsonl")[:n]
+    return tuple(read_questions(ROOT / "data.jsonl")[:n])
 
 
-def mixed_questions(questions: list[str]) -> list[str]:
+def mixed_questions(questions: tuple[str, ...]) -> list[str]:
     """Tag each quarter so a budget rule (and the raw side) gives it its budget."""
     quarter = len(questions) // len(MIXED_BUDGETS)
     return [f"{q} [b{MIXED_BUDGETS[i // quarter]}]" for i, q in enumerate(questions)]
