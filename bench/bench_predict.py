@@ -7,7 +7,7 @@ and rounds alternate between them (every other round in reverse order, each phas
 on an idle machine), so a slow spell of the machine hits both; each ratio is the
 median over rounds of the ratio measured within a round.
 
-    .venv/bin/python bench/bench_predict.py [--model DIR] [--repeats 3]
+    .venv/bin/python -m bench.bench_predict [--model DIR] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.harness import Server, stop_on_sigterm, tiny_engine_env  # noqa: E402
+from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
+from qaserve.devtools.tiny_model import tiny_engine_env
 
 N_QUESTIONS = 512
 UNIFORM_BUDGET = 128
@@ -43,7 +41,7 @@ CONCURRENCY = 64
 @functools.cache
 def load_questions(n: int) -> tuple[str, ...]:
     """Read once per process: every phase of every round asks for the same questions."""
-    from qaserve.warmup import read_questions
+    from qaserve.core.warmup import read_questions
 
     return tuple(read_questions(ROOT / "data.jsonl")[:n])
 
@@ -94,9 +92,9 @@ def serve_raw_phases() -> None:
 
     from vllm import LLM, EngineArgs
 
+    from qaserve.core.answerer import ParamPlanner
+    from qaserve.core.prompts import PromptBuilder, context_length
     from qaserve.engine.vllm_backend import engine_kwargs, vllm_sampling_params
-    from qaserve.prompts import PromptBuilder, context_length
-    from qaserve.service import Overrides, ParamPlanner
     from qaserve.settings import Settings
 
     settings = Settings()
@@ -111,7 +109,7 @@ def serve_raw_phases() -> None:
     planner = ParamPlanner(settings, prompts.context_len)  # as /predict plans each item
 
     def generate(questions: list[str]) -> Sample:
-        params = planner.plan(questions, Overrides())
+        params = planner.plan(questions, {})
         ids = prompts.encode_many(settings.system_prompt, questions, [p.max_tokens for p in params])
         started = time.perf_counter()
         outputs = llm.generate(
@@ -151,7 +149,8 @@ class RawEngine:
     def __init__(self, env: dict[str, str], log_path: Path):
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--raw-child"],
+            [sys.executable, "-m", "bench.bench_predict", "--raw-child"],
+            cwd=ROOT,
             env={**os.environ, **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -325,7 +324,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model
         if model is None:
-            from tests.tiny_model import build_tiny_model
+            from qaserve.devtools.tiny_model import build_tiny_model
 
             model = build_tiny_model(Path(scratch) / "tiny")
         env = server_env(model)

@@ -14,7 +14,7 @@ from eval.report import table
 from eval.stats import nearest_rank
 from eval.tokens import TokenCounter
 from eval.trials import Trial
-from qaserve.length import choose_plan
+from qaserve.core.length import choose_plan
 from qaserve.settings import BudgetRule
 
 DEFAULT_CLASS = "default"

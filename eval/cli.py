@@ -17,7 +17,7 @@ from eval.report import detail_records, summary, table, write_details
 from eval.results import build_evaluation
 from eval.stats import mean
 from eval.tokens import TokenCounter, tokenizer_folder
-from qaserve.settings import ClientSettings
+from qaserve.clients.settings import ClientSettings
 
 BELOW_THRESHOLD = 1
 FAILED = 2
@@ -44,6 +44,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-official", type=float, help="minimum mean official score")
 
 
+RUN_MODES = ("auto", "batch", "concurrent")
+
+
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval",
@@ -51,12 +54,8 @@ def run_parser() -> argparse.ArgumentParser:
         "'python -m eval score FILE' scores saved predictions without a server.",
     )
     add_server_arguments(parser)
-    parser.add_argument(
-        "--mode",
-        choices=["auto", "batch", "concurrent"],
-        default="auto",
-        help="auto: one batch when GET / says batch, else single requests",
-    )
+    mode_help = "auto: one batch when GET / says batch, else single requests"
+    parser.add_argument("--mode", choices=RUN_MODES, default="auto", help=mode_help)
     parser.add_argument("--concurrency", type=int, default=64, help="single requests in flight")
     parser.add_argument("--details", default="eval-out/details.jsonl", help="per-item jsonl")
     parser.add_argument("--report", metavar="DIR", help="also write DIR/report.png")

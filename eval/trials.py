@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 
 from eval.client import Request
 from eval.errors import EvalError
-from qaserve.length import choose_plan
+from qaserve.core.length import choose_plan
 from qaserve.settings import BudgetRule
 
 BRIEF_PROMPT = "用一两句准确的中文直接回答问题，先给结论，不举例，不寒暄，不重复问题。"

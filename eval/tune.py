@@ -33,7 +33,7 @@ from eval.trials import (
     runs_on,
 )
 from eval.tunelog import TrialLog, signature
-from qaserve.launcher import Server
+from qaserve.devtools.launcher import Server
 
 RESULT_HEADERS = ["official", "cjk", "tok/s wall", "tok/s server", "mean answer tok"]
 

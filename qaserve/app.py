@@ -1,4 +1,4 @@
-"""The FastAPI application: engine, warmup and routes, in that order.
+"""The FastAPI application: engine, warmup, serving objects and routes, in that order.
 
 The engine loads and warms up inside the lifespan, which uvicorn runs before it
 binds the port: any answer on the port means the server is ready.
@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from qaserve.engine import start_engine
-from qaserve.errors import install_error_handlers
-from qaserve.jsonbody import OrjsonResponse
+from qaserve.api import routes_openai, routes_predict
+from qaserve.api.body import OrjsonResponse
+from qaserve.api.errors import install_error_handlers
+from qaserve.api.serving_openai import OpenAIServing
+from qaserve.api.serving_predict import PredictServing
+from qaserve.core.answerer import Answerer
+from qaserve.core.prompts import PromptBuilder, context_length
+from qaserve.core.warmup import run_warmup
+from qaserve.engine import Engine, start_engine
 from qaserve.model_files import with_manifest_paths
-from qaserve.openai_api import router as openai_router
-from qaserve.prompts import PromptBuilder, context_length
-from qaserve.routes import router
-from qaserve.service import Answerer, Counters
 from qaserve.settings import Settings, get_settings
-from qaserve.warmup import run_warmup
 
 logger = logging.getLogger("qaserve")
 
@@ -34,13 +36,17 @@ def _configure_logging(level: str) -> None:
     logger.setLevel(level.upper())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    engine_factory: Callable[[Settings], Engine] = start_engine,
+) -> FastAPI:
+    """The server; ``engine_factory`` is the seam where tests put a fake engine."""
     settings = with_manifest_paths(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         _configure_logging(settings.log_level)
-        engine = start_engine(settings)
+        engine = engine_factory(settings)
         try:
             prompts = PromptBuilder.load(
                 settings.model_dir,
@@ -48,10 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.enable_thinking,
                 settings.trust_remote_code,
             )
-            answerer = Answerer(settings, engine, prompts, settings.system_prompt)
-            app.state.warmup = await run_warmup(answerer, settings)
-            answerer.counters = Counters()  # /info counts real traffic only
-            app.state.answerer = answerer
+            answerer = Answerer(settings, engine, prompts)
+            warmup = await run_warmup(answerer, settings)
+            app.state.predict_serving = PredictServing(settings, engine, answerer, warmup)
+            app.state.openai_serving = OpenAIServing(
+                settings, engine, prompts, created=int(time.time())
+            )
             logger.info("ready: %s backend, model %s", engine.info.backend, settings.model_dir)
             yield
         finally:
@@ -59,8 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="qaserve", lifespan=lifespan, default_response_class=OrjsonResponse)
     app.state.settings = settings
-    app.state.started = int(time.time())
     install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(openai_router)
+    app.include_router(routes_predict.health_router)
+    app.include_router(routes_predict.router)
+    app.include_router(routes_openai.router)
     return app

@@ -8,32 +8,15 @@ and checks that every file listed there is still present with its size.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from qaserve.manifest import Manifest, ManifestError
 from qaserve.settings import Settings
 
+__all__ = ["ManifestError", "with_manifest_paths"]
+
 logger = logging.getLogger(__name__)
-
-
-class ManifestError(RuntimeError):
-    pass
-
-
-def checked_folder(entry: dict, manifest: Path) -> str:
-    """The entry's folder, after checking each listed file is there with its listed size."""
-    folder = Path(entry["path"])
-    for listed in entry["files"]:
-        path = folder / listed["path"]
-        size = path.stat().st_size if path.is_file() else None
-        if size != listed["size"]:
-            found = "missing" if size is None else f"{size} bytes"
-            raise ManifestError(
-                f"{manifest}: {entry['id']} file {path} is {found}, "
-                f"the manifest says {listed['size']} bytes"
-            )
-    return str(folder)
 
 
 def with_manifest_paths(settings: Settings) -> Settings:
@@ -41,13 +24,10 @@ def with_manifest_paths(settings: Settings) -> Settings:
     if not settings.model_manifest:
         return settings
     path = Path(settings.model_manifest)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"MODEL_MANIFEST={path} cannot be read: {exc}") from exc
-    update = {"model_dir": checked_folder(manifest["model"], path)}
-    if manifest.get("draft"):
-        update["draft_model_dir"] = checked_folder(manifest["draft"], path)
-    elif manifest.get("draft_error"):
-        logger.warning("no draft model in %s: %s", path, manifest["draft_error"])
+    manifest = Manifest.read(path)
+    update = {"model_dir": manifest.model.checked_folder(path)}
+    if manifest.draft:
+        update["draft_model_dir"] = manifest.draft.checked_folder(path)
+    elif manifest.draft_error:
+        logger.warning("no draft model in %s: %s", path, manifest.draft_error)
     return settings.model_copy(update=update)

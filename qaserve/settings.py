@@ -22,13 +22,24 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+# The limits of each sampling field, shared by the settings and every request that can
+# override them (qaserve/api/protocol.py), so a value is valid in both or in neither.
+MaxTokens = Annotated[int, Field(gt=0)]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+TopK = Annotated[int, Field(ge=-1)]
+RepetitionPenalty = Annotated[float, Field(gt=0)]
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+SentenceCap = Annotated[int, Field(ge=0)]  # 0: no cap
+
+
 class BudgetRule(BaseModel):
     """A question class: questions containing any keyword get this length plan."""
 
     name: str
     keywords: list[str]
-    max_tokens: int = Field(gt=0)
-    max_sentences: int | None = Field(default=None, ge=0)  # None: the global cap
+    max_tokens: MaxTokens
+    max_sentences: SentenceCap | None = None  # None: the global cap
 
 
 DEFAULT_BUDGET_RULES = [
@@ -108,13 +119,13 @@ class Settings(BaseSettings):
     draft_model_dir: str | None = None
 
     # Sampling defaults (a /predict request may override them)
-    max_new_tokens: int = Field(default=256, gt=0)
-    temperature: float = Field(default=0.0, ge=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    top_k: int = Field(default=-1, ge=-1)
-    repetition_penalty: float = Field(default=1.0, gt=0)
-    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
-    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    max_new_tokens: MaxTokens = 256
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
+    top_k: TopK = -1
+    repetition_penalty: RepetitionPenalty = 1.0
+    frequency_penalty: Penalty = 0.0
+    presence_penalty: Penalty = 0.0
 
     # Prompting
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -123,7 +134,7 @@ class Settings(BaseSettings):
     # Length control
     budget_rules: list[BudgetRule] = Field(default_factory=lambda: list(DEFAULT_BUDGET_RULES))
     stop_strings: StrList = Field(default_factory=list)
-    max_sentences: int = Field(default=0, ge=0)
+    max_sentences: SentenceCap = 0
     sentence_endings: str = "。！？"
     trim_examples: bool = False
     example_markers: StrList = Field(default_factory=lambda: ["例如", "比如"])
@@ -160,15 +171,6 @@ class Settings(BaseSettings):
     @property
     def model_name(self) -> str:
         return self.served_model_name or Path(self.model_dir.rstrip("/")).name
-
-
-class ClientSettings(BaseSettings):
-    """What the terminal chat client reads from the environment (flags override it)."""
-
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
-
-    qaserve_url: str = "http://127.0.0.1:8000"
-    qaserve_api_key: SecretStr | None = None
 
 
 @lru_cache

@@ -3,18 +3,9 @@ import json
 import httpx
 import pytest
 
-from tests.harness import Server, stop_on_sigterm, tiny_engine_env
-from tests.tiny_model import build_tiny_model
-
-# Budget rules of the shared test server: each class gets a budget of its own,
-# so a mixed batch shows every item keeps its budget.
-TEST_RULES = [
-    {"name": "code", "keywords": ["代码"], "max_tokens": 24, "max_sentences": 0},
-    {"name": "long", "keywords": ["详细"], "max_tokens": 40},
-]
-DEFAULT_BUDGET = 12
-API_KEYS = ("test-key-one", "test-key-two")
-
+from qaserve.devtools.launcher import Server, stop_on_sigterm
+from qaserve.devtools.tiny_model import build_tiny_model, tiny_engine_env
+from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
 stop_on_sigterm()  # a CI timeout's SIGTERM still shuts every server down
 

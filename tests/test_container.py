@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
+from qaserve.devtools.launcher import ROOT
 from qaserve.settings import Settings
 from tests.container import Podman, build_context, make_standin_base, missing_requirements
-from tests.harness import ROOT
 from tests.netcheck import audited_commands, calls_beyond_loopback, recorded_calls
 
 METAX_IMAGE = (
@@ -77,7 +77,7 @@ def test_dockerfile_layers_offline_switches_and_defaults(monkeypatch):
     assert everything[0] == ("ARG", f"BASE_IMAGE={METAX_IMAGE}")
     order = [value for _, value in everything]
     download = next(i for i, v in enumerate(order) if "download_model.py --cache-dir" in v)
-    code = next(i for i, v in enumerate(order) if v.startswith("qaserve/"))
+    code = order.index("qaserve/ qaserve/")
     assert download < code, "the model must come before the code"
     assert not any("TOKEN" in value for kind, value in everything if kind in ("ARG", "ENV"))
 
@@ -98,6 +98,18 @@ def test_dockerfile_layers_offline_switches_and_defaults(monkeypatch):
 def test_dockerignore_keeps_venvs_caches_models_and_tests_out():
     patterns = (ROOT / ".dockerignore").read_text().split()
     assert {".venv/", "model_cache/", "models/", "tests/", "**/*.safetensors"} <= set(patterns)
+
+
+def test_the_image_leaves_out_only_what_serving_never_imports():
+    patterns = set((ROOT / ".dockerignore").read_text().split())
+    left_out = {p.rstrip("/").replace("/", ".") for p in patterns if p.startswith("qaserve/")}
+    assert left_out == {"qaserve.clients", "qaserve.devtools"}
+    probe = "import sys, serve, qaserve.healthcheck; print(*sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "qaserve.api.serving_openai" in loaded
+    assert [m for m in loaded if m.startswith(tuple(left_out))] == []
 
 
 def test_image_builds_runs_offline_and_answers(tiny_model, tmp_path):

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import download_model
+from qaserve.devtools.launcher import ROOT, free_port
 from qaserve.model_files import ManifestError, with_manifest_paths
 from qaserve.settings import Settings
 from tests.fake_modelscope import FakeModelScope, Repo
-from tests.harness import ROOT, free_port
 
 MODEL = "qaserve-test/tiny-qwen3.5"  # the "." is what older ModelScope layouts rename
 DRAFT = "qaserve-test/tiny-draft"
@@ -179,3 +180,48 @@ def test_unreachable_mirror_is_retried_then_reported(tmp_path):
     assert done.returncode == 4, done.stderr
     assert "attempt 1 failed" in done.stderr
     assert "network failure, retries exhausted" in done.stderr
+
+
+def manifest_settings(tmp_path: Path, manifest: dict) -> Settings:
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return Settings(model_manifest=str(tmp_path / "manifest.json"))
+
+
+def test_manifest_of_another_format_is_refused(tmp_path):
+    settings = manifest_settings(tmp_path, {"format": 2, "models": []})
+    with pytest.raises(
+        ManifestError, match=r"manifest\.json has format 2, this version reads format 1"
+    ):
+        with_manifest_paths(settings)
+
+
+def test_malformed_manifest_is_a_manifest_error(tmp_path):
+    entry = {"id": MODEL, "revision": "master", "source": "modelscope", "files": []}
+    settings = manifest_settings(tmp_path, {"format": 1, "model": entry, "draft": None})
+    with pytest.raises(
+        ManifestError, match=r"manifest\.json is malformed: model\.path: Field required"
+    ):
+        with_manifest_paths(settings)
+    # download_model.py takes it for no manifest at all, and downloads again.
+    wanted = (MODEL, "master", "modelscope")
+    assert download_model.cached_entry(tmp_path / "manifest.json", "model", wanted) is None
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match=r"manifest\.json cannot be read"):
+        with_manifest_paths(settings)
+
+
+def test_flags_beat_the_environment_and_empty_variables_mean_the_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MODEL_REVISION", "v1.0")
+    monkeypatch.setenv("DRAFT_REQUIRED", "1")
+    args = download_model.parse_args(["--retries", "7"])
+    assert (args.revision, args.draft_required, args.retries) == ("v1.0", True, 7)
+    assert args.manifest == tmp_path.resolve() / "manifest.json"
+    assert download_model.parse_args(["--revision", "v2.0"]).revision == "v2.0"
+    monkeypatch.setenv("MODEL_REVISION", "")
+    monkeypatch.setenv("DRAFT_REQUIRED", "")
+    args = download_model.parse_args([])
+    assert (args.revision, args.draft_required) == ("master", False)
+    assert download_model.parse_args(["--draft-required"]).draft_required
+    with pytest.raises(SystemExit):
+        download_model.parse_args(["--source", "nowhere"])

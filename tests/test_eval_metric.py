@@ -13,7 +13,7 @@ from rouge_score import rouge_scorer
 
 from eval.metric import score_pair
 from eval.readers import read_items
-from tests.harness import ROOT
+from qaserve.devtools.launcher import ROOT
 
 PINNED = [
     # pure Chinese. ref 共享内存|比|全局|内存|快 (5), pred 共享内存|比|寄存器|慢 (4): no

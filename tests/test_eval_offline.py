@@ -12,7 +12,7 @@ from eval.readers import Item, read_items
 from eval.stats import nearest_rank, union_seconds
 from eval.trials import Trial
 from eval.tune import Outcome, pareto_front
-from tests.harness import ROOT
+from qaserve.devtools.launcher import ROOT
 from tests.test_eval_metric import PINNED
 
 

@@ -13,8 +13,8 @@ from eval.readers import read_items
 from eval.stats import nearest_rank
 from eval.tokens import TokenCounter
 from eval.trials import BRIEF_PROMPT
+from qaserve.devtools.launcher import ROOT
 from qaserve.settings import Settings
-from tests.harness import ROOT
 
 N = 10
 

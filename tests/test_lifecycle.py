@@ -7,8 +7,8 @@ import httpx
 import psutil
 import pytest
 
-from qaserve.launcher import UVICORN_CLI
-from tests.harness import Server, tiny_engine_env
+from qaserve.devtools.launcher import UVICORN_CLI, Server
+from qaserve.devtools.tiny_model import tiny_engine_env
 
 # A value vLLM rejects while building its config, and transformers never reads.
 BROKEN_FOR_VLLM = {"KV_CACHE_DTYPE": "no-such-dtype"}

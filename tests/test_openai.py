@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import API_KEYS
+from tests.constants import API_KEYS
 
 QUESTION = [{"role": "user", "content": "什么是CUDA中的warp？"}]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from qaserve.prompts import PromptBuilder, context_length
+from qaserve.core.prompts import PromptBuilder, context_length
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import API_KEYS, DEFAULT_BUDGET, TEST_RULES
-from tests.harness import ROOT
+from qaserve.devtools.launcher import ROOT
+from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
 BUDGETS = {rule["name"]: rule["max_tokens"] for rule in TEST_RULES}
 

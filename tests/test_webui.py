@@ -13,8 +13,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import API_KEYS
-from tests.harness import ROOT, free_port
+from qaserve.devtools.launcher import ROOT, free_port
+from tests.constants import API_KEYS
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -23,7 +23,15 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 @pytest.fixture
 def web_ui(server, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "qaserve.webui", "--url", server.url, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "qaserve.clients.webui",
+        "--url",
+        server.url,
+        "--port",
+        str(port),
+    ]
     command += ["--api-key", API_KEYS[0], "--max-tokens", "24"]
     with (tmp_path / "webui.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

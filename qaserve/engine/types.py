@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 
@@ -12,17 +12,29 @@ class GenParams:
     """Sampling and stopping for one prompt."""
 
     max_tokens: int
+    stop: tuple[str, ...] = ()
+    seed: int | None = None  # None: unseeded
     temperature: float = 0.0
     top_p: float = 1.0
-    top_k: int = -1
+    top_k: int = -1  # -1: no top-k cut
+    # Penalties: repetition divides repeated tokens' logits; frequency and presence
+    # subtract, as in OpenAI's API.
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
     # Stop once this many sentence endings were generated (0: no cap).
     max_sentences: int = 0
     sentence_endings: str = "。！？"
+
+    def engine_sampling(self) -> dict:
+        """The fields an engine's sampling takes (vLLM's SamplingParams keywords)."""
+        taken = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OWN_STOPPING}
+        taken["stop"] = list(self.stop) or None
+        return taken
+
+
+# GenParams fields that qaserve enforces itself, outside the engine's sampling.
+OWN_STOPPING = frozenset({"max_sentences", "sentence_endings"})
 
 
 @dataclass

@@ -91,18 +91,7 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False):
     from vllm.sampling_params import RequestOutputKind
 
     kind = RequestOutputKind.DELTA if incremental else RequestOutputKind.FINAL_ONLY
-    return SamplingParams(
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        top_k=params.top_k,
-        repetition_penalty=params.repetition_penalty,
-        frequency_penalty=params.frequency_penalty,
-        presence_penalty=params.presence_penalty,
-        seed=params.seed,
-        stop=list(params.stop) or None,
-        output_kind=kind,
-    )
+    return SamplingParams(**params.engine_sampling(), output_kind=kind)
 
 
 class VllmEngine:

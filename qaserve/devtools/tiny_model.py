@@ -3,7 +3,8 @@
 The tokenizer is a byte-level BPE trained on the project's own text, the chat
 template follows Qwen3's (``enable_thinking`` adds an empty think block), and
 ``<think>``/``</think>`` are added tokens, as in the real Qwen3 tokenizer.
-Run as a script to write one: ``python -m tests.tiny_model OUT_DIR``.
+Run as a script to write one: ``python -m qaserve.devtools.tiny_model OUT_DIR``.
+``tiny_engine_env`` gives the settings that serve it on a CPU machine.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from qaserve.devtools.launcher import ROOT
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
 
@@ -98,6 +100,24 @@ def build_tiny_model(out_dir: str | Path, vocab_size: int = 4096, seed: int = 0)
     )
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def tiny_engine_env(model_dir: str | Path, **extra: str) -> dict[str, str]:
+    """Settings that run the tiny model on a CPU machine, reproducibly."""
+    env = {
+        "MODEL_DIR": str(model_dir),
+        "DTYPE": "float32",  # bf16 greedy output changes with batch shape
+        "ENFORCE_EAGER": "1",
+        "MAX_MODEL_LEN": "1024",
+        "GPU_MEMORY_UTILIZATION": "0.3",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_MAX_NUM_SEQS": "256",
+        "VLLM_MAX_NUM_BATCHED_TOKENS": "8192",
+        "WARMUP_DATA_PATH": str(ROOT / "data.jsonl"),
+        "WARMUP_NUM_SAMPLES": "4",
+    }
+    env.update(extra)
+    return env
 
 
 if __name__ == "__main__":

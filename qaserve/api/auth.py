@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import Request
 
-from qaserve.errors import OpenAIError
+from qaserve.api.errors import OpenAIError
 
 
 # Async although they never await: FastAPI runs a sync dependency in its thread pool,

@@ -1,6 +1,6 @@
 import pytest
 
-from qaserve.reasoning import ReasoningSplitter, split_reasoning
+from qaserve.core.reasoning import ReasoningSplitter, split_reasoning
 
 
 def stream(pieces: list[str], thinking: bool) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qaserve.service import Answerer
+from qaserve.core.answerer import Answerer
 from qaserve.settings import Settings
 
 logger = logging.getLogger(__name__)

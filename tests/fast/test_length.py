@@ -1,4 +1,4 @@
-from qaserve.length import (
+from qaserve.core.length import (
     LengthPolicy,
     cap_sentences,
     choose_plan,
@@ -6,7 +6,7 @@ from qaserve.length import (
     tidy_end,
     trim_partial_sentence,
 )
-from qaserve.prompts import strip_think
+from qaserve.core.prompts import strip_think
 from qaserve.settings import DEFAULT_BUDGET_RULES, BudgetRule, Settings
 
 

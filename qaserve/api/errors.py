@@ -1,0 +1,85 @@
+"""Error responses in each API's own shape: OpenAI's under /v1, FastAPI's elsewhere.
+
+Bad input is a 4xx naming the field; anything that fails inside (the engine, the
+tokenizer) is a logged 500 in the same shape, never a plain-text page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+
+from qaserve.api.body import OrjsonResponse
+from qaserve.api.protocol import ErrorInfo, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+OPENAI_PREFIX = "/v1/"
+# OpenAI's error types by status; other 4xx are invalid requests.
+_ERROR_TYPES = {401: "authentication_error", 500: "server_error"}
+
+
+class OpenAIError(Exception):
+    """An error as OpenAI sends it: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(
+        self, status: int, message: str, param: str | None = None, code: str | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.info = ErrorInfo(
+            message=message,
+            type=_ERROR_TYPES.get(status, "invalid_request_error"),
+            param=param,
+            code=code,
+        )
+
+    def model(self) -> ErrorResponse:
+        return ErrorResponse(error=self.info)
+
+    def response(self) -> OrjsonResponse:
+        return OrjsonResponse(self.model().model_dump(), status_code=self.status)
+
+
+def internal_error(exc: BaseException) -> OpenAIError:
+    """What a client is told of an unexpected failure (the traceback goes to the log)."""
+    return OpenAIError(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error")
+
+
+def _param(loc: tuple) -> str | None:
+    """The request field an error is about: its location without "body"."""
+    parts = [str(part) for part in loc if part != "body"]
+    return ".".join(parts) or None
+
+
+def _is_openai(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PREFIX)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError):
+    if not _is_openai(request):
+        return await request_validation_exception_handler(request, exc)
+    errors = exc.errors()
+    message = "; ".join(f"{_param(e['loc']) or 'body'}: {e['msg']}" for e in errors)
+    return OpenAIError(400, message, _param(errors[0]["loc"]) if errors else None).response()
+
+
+async def _openai_error(request: Request, exc: OpenAIError):
+    return exc.response()
+
+
+async def _unexpected_error(request: Request, exc: Exception):
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    error = internal_error(exc)
+    if _is_openai(request):
+        return error.response()
+    return OrjsonResponse({"detail": error.info.message}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OpenAIError, _openai_error)
+    app.add_exception_handler(Exception, _unexpected_error)

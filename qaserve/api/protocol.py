@@ -1,0 +1,273 @@
+"""Every request and response body the server speaks: /predict, /info and OpenAI's /v1.
+
+One base of sampling fields, with the limits the settings use, serves the /predict, chat
+and completion requests; ``sampling_overrides`` is the single bridge from a request to
+the engine-facing ``GenParams``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, StrictStr, field_validator
+
+from qaserve.engine import GenParams
+from qaserve.settings import (
+    MaxTokens,
+    Penalty,
+    RepetitionPenalty,
+    SentenceCap,
+    Temperature,
+    TopK,
+    TopP,
+)
+
+# ---- requests -----------------------------------------------------------------
+
+
+class SamplingRequest(BaseModel):
+    """Sampling fields a request may set; left out (None), the setting applies."""
+
+    # max_new_tokens: the public reference container's name for the same budget.
+    max_tokens: MaxTokens | None = Field(
+        default=None, validation_alias=AliasChoices("max_tokens", "max_new_tokens")
+    )
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    repetition_penalty: RepetitionPenalty | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    seed: int | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The GenParams fields this request sets, by name."""
+        chosen = self.model_dump(include=set(SamplingRequest.model_fields), exclude_none=True)
+        if isinstance(self.stop, str):
+            chosen["stop"] = (self.stop,)
+        elif self.stop is not None:
+            chosen["stop"] = tuple(self.stop)
+        return chosen
+
+    def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
+        """The configured sampling with this request's fields on top, and its budget."""
+        return replace(configured, **{**self.sampling_overrides(), "max_tokens": max_tokens})
+
+
+class PredictRequest(SamplingRequest):
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    max_sentences: SentenceCap | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        chosen = self.sampling_overrides()
+        if self.max_sentences is not None:
+            chosen["max_sentences"] = self.max_sentences
+        return chosen
+
+
+class SystemPrompt(BaseModel):
+    system_prompt: StrictStr
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class OpenAIRequest(SamplingRequest):
+    model: StrictStr | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+
+
+class ChatCompletionRequest(OpenAIRequest):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: MaxTokens | None = None
+    mode: Literal["fast", "slow"] | None = None
+    chat_template_kwargs: dict | None = None
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def thinking(self, default_mode: str) -> bool:
+        if self.mode is not None:
+            return self.mode == "slow"
+        enable = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if enable is not None:
+            return bool(enable)
+        return default_mode == "slow"
+
+
+class CompletionRequest(OpenAIRequest):
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+
+
+# ---- /predict, /info responses ------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "batch"]
+
+
+class PredictResponse(BaseModel):
+    response: str | list[str]
+
+
+class InfoResponse(BaseModel):
+    backend: str
+    engine: str
+    backend_version: str
+    vllm_version: str | None
+    fallback_reason: str | None
+    engine_details: dict[str, Any]
+    model: str
+    context_length: int
+    system_prompt: str
+    warmup: dict[str, Any]
+    counters: dict[str, float]
+    engine_stats: dict[str, int]
+    settings: dict[str, Any]
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """FastAPI's 422 body: each issue's ``loc`` names the field."""
+
+    detail: list[ValidationIssue]
+
+
+class ServerErrorResponse(BaseModel):
+    detail: str
+
+
+# ---- OpenAI responses ---------------------------------------------------------
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "qaserve"
+    max_model_len: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> UsageInfo:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    # vLLM's Qwen3 parser says reasoning_content; newer vLLM releases say reasoning.
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: FinishReason
+
+
+class ReplyEnvelope(BaseModel):
+    """What every completion object and chunk of one reply carries."""
+
+    id: str
+    created: int
+    model: str
+    usage: UsageInfo | None = None  # streams: only on the last chunk, when asked for
+
+
+class ChatCompletionResponse(ReplyEnvelope):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+    usage: UsageInfo
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: DeltaMessage
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(ReplyEnvelope):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChatChunkChoice]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None = None
+    finish_reason: FinishReason | None
+
+
+class CompletionResponse(ReplyEnvelope):
+    """A whole completion, or (streaming) one chunk of it."""
+
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body."""
+
+    error: ErrorInfo

@@ -1,0 +1,60 @@
+"""Routes of the OpenAI-compatible API under /v1; the work is in OpenAIServing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from qaserve.api.auth import check_api_key
+from qaserve.api.body import json_body_schema, model_response, parse_json_body
+from qaserve.api.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ErrorResponse,
+    ModelList,
+)
+from qaserve.api.serving_openai import OpenAIServing
+
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(check_api_key)],
+    responses={
+        400: {"model": ErrorResponse, "description": "invalid request"},
+        401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+        500: {"model": ErrorResponse, "description": "internal error"},
+    },
+)
+
+STREAM_NOTE = "With `stream: true`: server-sent events of chunks, ending with `data: [DONE]`."
+
+
+def _serving(request: Request) -> OpenAIServing:
+    return request.app.state.openai_serving
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request):
+    return model_response(_serving(request).models())
+
+
+def _generation_route(path: str, request_model: type[BaseModel], response_model: type[BaseModel]):
+    return router.post(
+        path,
+        response_model=response_model,
+        description=STREAM_NOTE,
+        openapi_extra=json_body_schema(request_model),
+    )
+
+
+@_generation_route("/chat/completions", ChatCompletionRequest, ChatCompletionResponse)
+async def chat_completions(request: Request):
+    body = await parse_json_body(request, ChatCompletionRequest)
+    return await _serving(request).chat(body)
+
+
+@_generation_route("/completions", CompletionRequest, CompletionResponse)
+async def completions(request: Request):
+    body = await parse_json_body(request, CompletionRequest)
+    return await _serving(request).completions(body)

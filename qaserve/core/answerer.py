@@ -1,0 +1,91 @@
+"""The answering pipeline shared by /predict and warmup: plan, prompt, generate, finish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+
+from qaserve.core.length import LengthPolicy
+from qaserve.core.prompts import PromptBuilder, strip_think
+from qaserve.core.sampling import configured_params
+from qaserve.engine import Engine, GenParams
+from qaserve.settings import Settings
+
+INLINE_TOKENIZE_MAX = 8
+
+# A request's changes to the configured sampling, as GenParams fields by name
+# (e.g. {"temperature": 0.7, "stop": ("。",)}); a field left out keeps the setting.
+Overrides = Mapping[str, object]
+# Overrides that the length plan decides per question, or that add to the configured stops.
+_PLANNED = frozenset({"max_tokens", "max_sentences", "stop"})
+
+
+@dataclass
+class Answers:
+    texts: list[str]
+    output_tokens: int
+    seconds: float
+
+
+class ParamPlanner:
+    """Sampling and stopping for each question: settings, its length plan, overrides."""
+
+    def __init__(self, settings: Settings, context_len: int):
+        self.context_len = context_len
+        self.length = LengthPolicy(settings)
+        self.configured = configured_params(settings)
+
+    def base_params(self, overrides: Overrides) -> GenParams:
+        sampling = {name: value for name, value in overrides.items() if name not in _PLANNED}
+        stops = self.length.engine_stops() + tuple(overrides.get("stop", ()))
+        return replace(self.configured, **sampling, stop=tuple(dict.fromkeys(stops)))
+
+    def params_for(self, question: str, base: GenParams, overrides: Overrides) -> GenParams:
+        plan = self.length.plan(question)
+        budget = overrides.get("max_tokens", plan.max_tokens)
+        # A budget as large as the context would leave no room for the prompt.
+        if budget >= self.context_len:
+            budget = self.context_len // 2
+        sentences = overrides.get("max_sentences", plan.max_sentences)
+        return replace(base, max_tokens=budget, max_sentences=sentences)
+
+    def plan(self, questions: list[str], overrides: Overrides) -> list[GenParams]:
+        base = self.base_params(overrides)
+        return [self.params_for(q, base, overrides) for q in questions]
+
+
+class Answerer:
+    def __init__(self, settings: Settings, engine: Engine, prompts: PromptBuilder):
+        self.engine = engine
+        self.prompts = prompts
+        self.system_prompt = settings.system_prompt
+        self.planner = ParamPlanner(settings, prompts.context_len)
+
+    @property
+    def context_len(self) -> int:
+        return self.prompts.context_len
+
+    async def answer(self, questions: list[str], overrides: Overrides | None = None) -> Answers:
+        started = time.perf_counter()
+        params = self.planner.plan(questions, overrides or {})
+        encode = partial(
+            self.prompts.encode_many, self.system_prompt, questions, [p.max_tokens for p in params]
+        )
+        # A few prompts tokenize in well under a millisecond, less than a thread hop costs;
+        # a big batch goes to a thread so the event loop keeps serving.
+        prompt_ids = (
+            encode() if len(questions) <= INLINE_TOKENIZE_MAX else await asyncio.to_thread(encode)
+        )
+        results = await self.engine.generate_batch(prompt_ids, params)
+        texts = [
+            self.planner.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)
+            for r, p in zip(results, params, strict=True)
+        ]
+        return Answers(
+            texts=texts,
+            output_tokens=sum(r.output_tokens for r in results),
+            seconds=time.perf_counter() - started,
+        )

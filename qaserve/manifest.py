@@ -1,0 +1,86 @@
+"""The manifest ``download_model.py`` writes and the server reads: where each model landed.
+
+    {"format": 1, "model": entry, "draft": entry or null, "draft_error": "..." (optional)}
+
+An entry names the model (id, revision, source), the folder the hub client chose, and each
+file in it with its size, so the server can check the folder is still whole.
+
+Only the standard library and pydantic here: the Dockerfile's model stage copies this file
+(with ``qaserve/__init__.py``) next to ``download_model.py``, without the rest of the package.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+FORMAT = 1  # the manifest format this code reads and writes
+
+
+class ManifestError(RuntimeError):
+    pass
+
+
+class ListedFile(BaseModel):
+    path: str  # relative to the entry's folder
+    size: int
+
+
+class Entry(BaseModel):
+    id: str
+    revision: str
+    source: str
+    path: str
+    files: list[ListedFile]
+
+    def checked_folder(self, manifest: Path) -> str:
+        """The folder, after checking each listed file is there with its listed size."""
+        folder = Path(self.path)
+        for listed in self.files:
+            path = folder / listed.path
+            size = path.stat().st_size if path.is_file() else None
+            if size != listed.size:
+                found = "missing" if size is None else f"{size} bytes"
+                raise ManifestError(
+                    f"{manifest}: {self.id} file {path} is {found}, "
+                    f"the manifest says {listed.size} bytes"
+                )
+        return str(folder)
+
+
+class Manifest(BaseModel):
+    format: int = FORMAT
+    model: Entry
+    draft: Entry | None = None
+    draft_error: str | None = None  # why the draft was skipped; written only when set
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """The manifest in ``path``; ManifestError if it is unreadable, old or malformed."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"manifest {path} cannot be read: {exc}") from exc
+        # Before the shape: another format may well have another shape.
+        if isinstance(data, dict) and data.get("format") != FORMAT:
+            raise ManifestError(
+                f"manifest {path} has format {data.get('format')!r}, this version reads "
+                f"format {FORMAT}: write it again with this version's download_model.py"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'manifest'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ManifestError(f"manifest {path} is malformed: {problems}") from exc
+
+    def write(self, path: Path) -> None:
+        data = self.model_dump(mode="json")
+        if self.draft_error is None:
+            del data["draft_error"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

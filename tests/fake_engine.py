@@ -1,0 +1,66 @@
+"""An engine that satisfies qaserve's Engine protocol without a model.
+
+It answers with queued texts (a default one when the queue is empty), records every
+prompt and GenParams it was given, streams a text in pieces, and can be told to fail,
+so the layers above the engine are tested in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from qaserve.engine import BackendInfo, GenParams, GenResult
+
+DEFAULT_REPLY = "这是答案。"
+
+
+@dataclass
+class FakeEngine:
+    info: BackendInfo = field(
+        default_factory=lambda: BackendInfo(backend="fake", engine="FakeEngine", version="0")
+    )
+    stats: dict[str, int] = field(default_factory=lambda: {"running": 0, "aborted": 0})
+    replies: deque[str] = field(default_factory=deque)
+    calls: list[tuple[list[int], GenParams]] = field(default_factory=list)
+    failure: Exception | None = None  # raised by every call while set
+    fail_after_pieces: int | None = None  # a stream raises ``failure`` after this many pieces
+    piece_chars: int = 2
+    shut_down: bool = False
+
+    def queue(self, *texts: str) -> None:
+        self.replies.extend(texts)
+
+    def _next(self, prompt_ids: list[int], params: GenParams) -> str:
+        self.calls.append((prompt_ids, params))
+        if self.failure is not None and self.fail_after_pieces is None:
+            raise self.failure
+        return self.replies.popleft() if self.replies else DEFAULT_REPLY
+
+    @staticmethod
+    def _finish(text: str, params: GenParams) -> GenResult:
+        # One token per character, cut at the budget, as an engine would stop.
+        kept = text[: params.max_tokens]
+        return GenResult(kept, len(kept), "length" if len(kept) < len(text) else "stop")
+
+    async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
+        return self._finish(self._next(prompt_ids, params), params)
+
+    async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
+        whole = self._finish(self._next(prompt_ids, params), params)
+        size = self.piece_chars
+        pieces = [whole.text[i : i + size] for i in range(0, len(whole.text), size)] or [""]
+        for number, piece in enumerate(pieces):
+            if self.failure is not None and number == self.fail_after_pieces:
+                raise self.failure
+            last = number == len(pieces) - 1
+            yield GenResult(piece, len(piece), whole.finish_reason if last else None)
+
+    async def generate_batch(
+        self, prompts: list[list[int]], params: list[GenParams]
+    ) -> list[GenResult]:
+        return [await self.generate(p, g) for p, g in zip(prompts, params, strict=True)]
+
+    async def shutdown(self) -> None:
+        self.shut_down = True

@@ -1,0 +1,150 @@
+"""/v1 on the fake engine through the official OpenAI SDK: shapes, modes, keys, and
+engine failures in OpenAI's own error shape (JSON 500, or an error event in a stream)."""
+
+from contextlib import asynccontextmanager
+
+import openai
+import orjson
+import pytest
+
+from tests.constants import API_KEYS
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = [{"role": "user", "content": "什么是warp？"}]
+
+
+@asynccontextmanager
+async def sdk_on(start_api, **settings):
+    async with start_api(api_key=list(API_KEYS), **settings) as api:
+        sdk = openai.AsyncOpenAI(
+            base_url="http://qaserve/v1", api_key=API_KEYS[1], http_client=api.http, max_retries=0
+        )
+        yield sdk, api
+
+
+def sse_data(body: str) -> list[str]:
+    return [line[len("data: ") :] for line in body.splitlines() if line.startswith("data: ")]
+
+
+async def test_models_and_chat_in_fast_and_slow_mode(start_api, tokenizer_dir):
+    async with sdk_on(start_api) as (sdk, api):
+        models = (await sdk.models.list()).data
+        assert [m.id for m in models] == [tokenizer_dir.name]
+        api.engine.queue("<think>先想</think>\n\n答案是32。", "<think>先想</think>答案是32。")
+        slow = await sdk.chat.completions.create(
+            model=models[0].id, messages=QUESTION, extra_body={"mode": "slow"}
+        )
+        message = slow.choices[0].message
+        assert (message.content, message.reasoning_content) == ("答案是32。", "先想")
+        fast = await sdk.chat.completions.create(model=models[0].id, messages=QUESTION)
+        assert fast.choices[0].message.reasoning_content is None
+        assert fast.choices[0].finish_reason == "stop"
+        assert fast.usage.total_tokens == fast.usage.prompt_tokens + fast.usage.completion_tokens
+
+
+async def test_budget_comes_from_the_request_and_length_is_reported(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("一二三四五六七八")
+        reply = await sdk.chat.completions.create(
+            model=(await sdk.models.list()).data[0].id,
+            messages=QUESTION,
+            max_completion_tokens=3,
+            temperature=2,
+            stop="。",
+        )
+        params = api.engine.calls[0][1]
+        assert (params.max_tokens, params.temperature, params.stop) == (3, 2.0, ("。",))
+        assert reply.choices[0].finish_reason == "length"
+        assert reply.choices[0].message.content == "一二三"
+
+
+async def test_chat_stream_ends_with_usage_and_done(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("流式回答。")
+        model = (await sdk.models.list()).data[0].id
+        stream = await sdk.chat.completions.create(
+            model=model, messages=QUESTION, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "流式回答。"
+        assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5
+
+
+async def test_completions_give_one_choice_per_prompt(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("甲", "乙")
+        model = (await sdk.models.list()).data[0].id
+        reply = await sdk.completions.create(model=model, prompt=["a", "b"])
+        assert [(c.index, c.text) for c in reply.choices] == [(0, "甲"), (1, "乙")]
+        assert [p.max_tokens for _, p in api.engine.calls] == [16, 16]  # OpenAI's default
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "other", "messages": QUESTION}, "model"),
+        ({"messages": []}, "messages"),
+        ({"messages": QUESTION, "temperature": 2.5}, "temperature"),
+        ({"messages": QUESTION, "max_tokens": 100000}, "max_tokens"),
+        ({"messages": QUESTION, "n": 2}, "n"),
+    ],
+)
+async def test_bad_requests_are_400s_naming_the_param(start_api, body, param):
+    async with start_api(api_key=list(API_KEYS)) as api:
+        key = {"Authorization": f"Bearer {API_KEYS[0]}"}
+        reply = await api.http.post("/v1/chat/completions", json=body, headers=key)
+        assert reply.status_code == 400
+        error = reply.json()["error"]
+        assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+async def test_missing_key_is_a_401_in_openai_shape(start_api):
+    async with start_api(api_key=list(API_KEYS)) as api:
+        denied = await api.http.get("/v1/models")
+        assert denied.status_code == 401
+        assert denied.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_engine_failure_is_an_openai_500(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        model = (await sdk.models.list()).data[0].id
+        api.engine.failure = RuntimeError("device lost")
+        with pytest.raises(openai.InternalServerError) as raised:
+            await sdk.chat.completions.create(model=model, messages=QUESTION)
+        error = raised.value.body
+        assert error["type"] == "server_error" and "device lost" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": QUESTION, "stream": True}),
+        ("/v1/completions", {"prompt": ["a", "b"], "stream": True, "max_tokens": 8}),
+    ],
+)
+async def test_a_stream_that_fails_midway_sends_an_error_event_and_done(start_api, path, body):
+    async with start_api() as api:
+        api.engine.queue("很长的一段回答。", "另一段很长的回答。")
+        api.engine.failure, api.engine.fail_after_pieces = RuntimeError("device lost"), 1
+        reply = await api.http.post(path, json=body)
+        assert reply.status_code == 200  # the failure came after the headers
+        events = sse_data(reply.text)
+        assert events[-1] == "[DONE]"
+        error = orjson.loads(events[-2])["error"]
+        assert error["type"] == "server_error" and "device lost" in error["message"]
+        assert len(events) >= 3  # the pieces before the failure were delivered
+
+
+async def test_openapi_describes_every_response_and_each_body(start_api):
+    async with start_api() as api:
+        document = (await api.http.get("/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert ok, f"{method.upper()} {path} has no response schema"
+            if method == "post":
+                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                assert "$defs" not in orjson.dumps(body).decode(), f"{path}: unresolved refs"
+    assert {"/", "/health", "/predict", "/v1/chat/completions"} <= document["paths"].keys()
