@@ -1,5 +1,12 @@
 """Entry point: ``uvicorn serve:app --host 0.0.0.0 --port 8000`` or ``python serve.py``."""
 
+if __name__ == "__mp_main__":
+    # A process that vLLM spawned (its engine core, its workers) imports this file under
+    # this name before anything else: tie it to its parent, so none outlives a killed server.
+    from qaserve.lifecycle import die_with_parent
+
+    die_with_parent()
+
 from qaserve.app import create_app
 from qaserve.settings import get_settings
 

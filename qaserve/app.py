@@ -6,9 +6,10 @@ binds the port: any answer on the port means the server is ready.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,12 +17,14 @@ from fastapi import FastAPI
 from qaserve.api import routes_openai, routes_predict
 from qaserve.api.body import OrjsonResponse
 from qaserve.api.errors import install_error_handlers
+from qaserve.api.middleware import BackendHeader
 from qaserve.api.serving_openai import OpenAIServing
 from qaserve.api.serving_predict import PredictServing
 from qaserve.core.answerer import Answerer
 from qaserve.core.prompts import PromptBuilder, context_length
 from qaserve.core.warmup import run_warmup
 from qaserve.engine import Engine, start_engine
+from qaserve.lifecycle import exit_for_restart, watch_engine
 from qaserve.model_files import with_manifest_paths
 from qaserve.settings import Settings, get_settings
 
@@ -39,14 +42,19 @@ def _configure_logging(level: str) -> None:
 def create_app(
     settings: Settings | None = None,
     engine_factory: Callable[[Settings], Engine] = start_engine,
+    on_engine_death: Callable[[Engine], Awaitable[None]] = exit_for_restart,
 ) -> FastAPI:
-    """The server; ``engine_factory`` is the seam where tests put a fake engine."""
-    settings = with_manifest_paths(settings or get_settings())
+    """The server. ``engine_factory`` and ``on_engine_death`` are where tests put a fake
+    engine, and a record of its death instead of the process's exit."""
+    configured = with_manifest_paths(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        _configure_logging(settings.log_level)
-        engine = engine_factory(settings)
+        _configure_logging(configured.log_level)
+        engine = engine_factory(configured)
+        # The start ladder may have had to change settings to bring the engine up.
+        settings = configured.model_copy(update=engine.info.adjusted)
+        watch = None
         try:
             prompts = PromptBuilder.load(
                 settings.model_dir,
@@ -60,13 +68,25 @@ def create_app(
             app.state.openai_serving = OpenAIServing(
                 settings, engine, prompts, created=int(time.time())
             )
+            app.state.backend = engine.info.backend
+            watch = asyncio.create_task(
+                watch_engine(
+                    engine,
+                    settings.engine_check_seconds,
+                    settings.engine_dead_exit_seconds,
+                    on_engine_death,
+                )
+            )
             logger.info("ready: %s backend, model %s", engine.info.backend, settings.model_dir)
             yield
         finally:
+            if watch is not None:
+                watch.cancel()
             await engine.shutdown()
 
     app = FastAPI(title="qaserve", lifespan=lifespan, default_response_class=OrjsonResponse)
-    app.state.settings = settings
+    app.state.settings = configured
+    app.add_middleware(BackendHeader)
     install_error_handlers(app)
     app.include_router(routes_predict.health_router)
     app.include_router(routes_predict.router)

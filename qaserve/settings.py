@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
     keep_alive_seconds: int = Field(default=75, gt=0)
+    # A dead engine: how often it is looked for, and how long the server answers 503
+    # before it exits (code 3) to be restarted.
+    engine_check_seconds: float = Field(default=1.0, gt=0)
+    engine_dead_exit_seconds: float = Field(default=3.0, ge=0)
 
     # Backend choice: "auto" tries vLLM and falls back to transformers.
     use_vllm: Literal["auto"] | bool = "auto"

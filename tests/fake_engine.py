@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from qaserve.engine import BackendInfo, GenParams, GenResult
+from qaserve.engine import BackendInfo, EngineDeadError, GenParams, GenResult
 
 DEFAULT_REPLY = "这是答案。"
 
@@ -28,11 +28,14 @@ class FakeEngine:
     fail_after_pieces: int | None = None  # a stream raises ``failure`` after this many pieces
     piece_chars: int = 2
     shut_down: bool = False
+    dead: str | None = None  # set it to kill the engine: every call then fails
 
     def queue(self, *texts: str) -> None:
         self.replies.extend(texts)
 
     def _next(self, prompt_ids: list[int], params: GenParams) -> str:
+        if self.dead is not None:
+            raise EngineDeadError(self.dead)
         self.calls.append((prompt_ids, params))
         if self.failure is not None and self.fail_after_pieces is None:
             raise self.failure
@@ -64,3 +67,6 @@ class FakeEngine:
 
     async def shutdown(self) -> None:
         self.shut_down = True
+
+    def dead_reason(self) -> str | None:
+        return self.dead

@@ -2,6 +2,7 @@
 
 import signal
 import threading
+import time
 
 import httpx
 import psutil
@@ -24,10 +25,15 @@ def test_vllm_failure_falls_back_to_transformers(tiny_model, tmp_path):
         info = http.get("/info").json()
         assert info["backend"] == "transformers"
         assert "no-such-dtype" in info["fallback_reason"]
-        assert "falling back to transformers" in server.log()
-        assert http.get("/").json() == {"status": "ok"}
+        assert "FALLBACK: serving on transformers, NOT vLLM" in server.log()
+        (attempt,) = info["engine_details"]["start_attempts"]  # no rung fixes a bad dtype
+        assert "no-such-dtype" in attempt["error"]
+        health = http.get("/")
+        assert health.json() == {"status": "ok"} and health.headers["X-Backend"] == "transformers"
         prompts = ["什么是warp？", "写出向量加法的代码", "", "详细说明共享内存"]
-        batch = http.post("/predict", json={"prompt": prompts, "max_tokens": 6}).json()
+        answer = http.post("/predict", json={"prompt": prompts, "max_tokens": 6})
+        assert answer.headers["X-Backend"] == "transformers"
+        batch = answer.json()
         alone = [http.post("/predict", json={"prompt": p, "max_tokens": 6}).json() for p in prompts]
         assert batch["response"] == [a["response"] for a in alone]
         assert all(isinstance(text, str) for text in batch["response"])
@@ -82,3 +88,82 @@ def test_sigterm_finishes_in_flight_work_and_leaves_no_process(tiny_model, tmp_p
         assert alive == [], f"processes left behind: {alive}"
         with pytest.raises(httpx.TransportError):
             httpx.get(server.url + "/", timeout=2)
+
+
+def cpu_defaults_env(tiny_model, **extra: str) -> dict[str, str]:
+    """The tiny model with the memory settings left at their defaults."""
+    env = tiny_engine_env(tiny_model, **extra)
+    if "GPU_MEMORY_UTILIZATION" not in extra:
+        del env["GPU_MEMORY_UTILIZATION"]
+    del env["VLLM_CPU_KVCACHE_SPACE"]
+    return env
+
+
+def engine_family(server: Server) -> list[psutil.Process]:
+    return psutil.Process(server.proc.pid).children(recursive=True)
+
+
+def test_default_settings_start_vllm_and_a_killed_server_leaves_no_engine(tiny_model, tmp_path):
+    with Server(cpu_defaults_env(tiny_model), tmp_path / "server.log") as server:
+        info = httpx.get(server.url + "/info").json()
+        assert info["backend"] == "vllm", info["fallback_reason"]
+        assert info["warmup"]["tokens_per_second"] > 0
+        attempts = info["engine_details"]["start_attempts"]
+        assert attempts[-1]["error"] is None
+        print(f"\ndefault settings: vLLM on attempt {len(attempts)}: {attempts}")
+        family = engine_family(server)
+        assert family, "expected vLLM's engine processes beside the server"
+
+        server.proc.send_signal(signal.SIGKILL)  # as the OOM killer would
+        server.proc.wait()
+        killed = time.monotonic()
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert alive == [], f"engine processes outlived the server: {alive}"
+        print(f"engine processes gone {time.monotonic() - killed:.1f} s after the SIGKILL")
+
+
+def watch_dying_server(server: Server, limit: float) -> dict:
+    """What a client sees after the engine died: the first 503s, and the exit."""
+    seen: dict = {"started": time.monotonic()}
+    probes = {"health": ("GET", "/", None), "predict": ("POST", "/predict", {"prompt": "q"})}
+    while server.proc.poll() is None and time.monotonic() - seen["started"] < limit:
+        for name, (method, path, body) in probes.items():
+            if name in seen:
+                continue
+            try:
+                reply = httpx.request(method, server.url + path, json=body, timeout=5)
+            except httpx.TransportError:
+                continue
+            if reply.status_code == 503:
+                seen[name] = (time.monotonic() - seen["started"], reply.json())
+        time.sleep(0.1)
+    seen["exit_code"] = server.proc.wait(
+        timeout=max(1, limit - (time.monotonic() - seen["started"]))
+    )
+    seen["exited_after"] = time.monotonic() - seen["started"]
+    return seen
+
+
+def test_start_ladder_and_a_dead_engine_exits_the_server(tiny_model, tmp_path):
+    # 0.99 of NUMA node 0 is never free while anything runs: the first start must fail.
+    env = cpu_defaults_env(tiny_model, GPU_MEMORY_UTILIZATION="0.99")
+    with Server(env, tmp_path / "server.log") as server:
+        info = httpx.get(server.url + "/info").json()
+        assert info["backend"] == "vllm", info["fallback_reason"]
+        first, second = info["engine_details"]["start_attempts"]
+        assert "less than desired CPU memory utilization" in first["error"]
+        assert second["error"] is None
+        fraction = second["changed"]["gpu_memory_utilization"]
+        assert 0 < fraction < 0.99 and info["settings"]["gpu_memory_utilization"] == fraction
+        print(f"\nstart ladder: failed in {first['seconds']:.1f} s, then {second}")
+
+        core = next(p for p in engine_family(server) if "EngineCor" in p.name())
+        core.kill()
+        seen = watch_dying_server(server, limit=30)
+        assert seen["exit_code"] == 3, server.tail()
+        assert "health" in seen and "predict" in seen, seen
+        assert "engine is dead" in seen["predict"][1]["detail"]
+        print(
+            f"engine killed: GET / 503 after {seen['health'][0]:.1f} s, /predict 503 after "
+            f"{seen['predict'][0]:.1f} s, exit code 3 after {seen['exited_after']:.1f} s"
+        )

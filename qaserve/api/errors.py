@@ -14,12 +14,11 @@ from fastapi.exceptions import RequestValidationError
 
 from qaserve.api.body import OrjsonResponse
 from qaserve.api.protocol import ErrorInfo, ErrorResponse
+from qaserve.engine import EngineDeadError
 
 logger = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/v1/"
-# OpenAI's error types by status; other 4xx are invalid requests.
-_ERROR_TYPES = {401: "authentication_error", 500: "server_error"}
 
 
 class OpenAIError(Exception):
@@ -32,7 +31,7 @@ class OpenAIError(Exception):
         self.status = status
         self.info = ErrorInfo(
             message=message,
-            type=_ERROR_TYPES.get(status, "invalid_request_error"),
+            type=_error_type(status),
             param=param,
             code=code,
         )
@@ -44,8 +43,17 @@ class OpenAIError(Exception):
         return OrjsonResponse(self.model().model_dump(), status_code=self.status)
 
 
-def internal_error(exc: BaseException) -> OpenAIError:
-    """What a client is told of an unexpected failure (the traceback goes to the log)."""
+def _error_type(status: int) -> str:
+    """OpenAI's error type for a status."""
+    if status == 401:
+        return "authentication_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def server_error(exc: BaseException) -> OpenAIError:
+    """What a client is told of a failure inside the server (the traceback goes to the log)."""
+    if isinstance(exc, EngineDeadError):
+        return OpenAIError(503, f"{exc}; the server exits to be restarted", None, "engine_dead")
     return OpenAIError(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error")
 
 
@@ -71,15 +79,18 @@ async def _openai_error(request: Request, exc: OpenAIError):
     return exc.response()
 
 
-async def _unexpected_error(request: Request, exc: Exception):
-    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    error = internal_error(exc)
+async def _server_error(request: Request, exc: Exception):
+    if not isinstance(exc, EngineDeadError):
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    error = server_error(exc)
     if _is_openai(request):
         return error.response()
-    return OrjsonResponse({"detail": error.info.message}, status_code=500)
+    return OrjsonResponse({"detail": error.info.message}, status_code=error.status)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OpenAIError, _openai_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    # A dead engine is expected (and handled) here; anything else also reaches the log.
+    app.add_exception_handler(EngineDeadError, _server_error)
+    app.add_exception_handler(Exception, _server_error)

@@ -24,6 +24,7 @@ router = APIRouter(
         400: {"model": ErrorResponse, "description": "invalid request"},
         401: {"model": ErrorResponse, "description": "missing or invalid API key"},
         500: {"model": ErrorResponse, "description": "internal error"},
+        503: {"model": ErrorResponse, "description": "the engine is dead"},
     },
 )
 

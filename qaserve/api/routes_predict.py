@@ -19,12 +19,15 @@ from qaserve.api.serving_predict import PredictServing
 
 # Health stays open whatever the key settings: the container's HEALTHCHECK, the launcher
 # and orchestrators' probes carry no key (vLLM's server keeps /health open too).
-health_router = APIRouter()
+health_router = APIRouter(
+    responses={503: {"model": ServerErrorResponse, "description": "the engine is dead"}}
+)
 router = APIRouter(
     dependencies=[Depends(check_predict_key)],
     responses={
         422: {"model": ValidationErrorResponse, "description": "invalid request"},
         500: {"model": ServerErrorResponse, "description": "internal error"},
+        503: {"model": ServerErrorResponse, "description": "the engine is dead"},
     },
 )
 

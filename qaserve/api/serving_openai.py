@@ -19,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from qaserve.api.body import model_response
-from qaserve.api.errors import OpenAIError, internal_error
+from qaserve.api.errors import OpenAIError, server_error
 from qaserve.api.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -64,7 +64,7 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield event
     except Exception as exc:
         logger.error("stream failed", exc_info=exc)
-        yield _sse(internal_error(exc).model())
+        yield _sse(server_error(exc).model())
         yield _sse("[DONE]")
 
 

@@ -10,7 +10,7 @@ from qaserve.api.body import invalid_request, model_response
 from qaserve.api.protocol import HealthResponse, InfoResponse, PredictRequest, PredictResponse
 from qaserve.core.answerer import Answerer, Answers
 from qaserve.core.warmup import WarmupReport
-from qaserve.engine import Engine
+from qaserve.engine import Engine, EngineDeadError
 from qaserve.settings import Settings
 
 
@@ -42,6 +42,8 @@ class PredictServing:
         self.counters = Counters()
 
     def health(self) -> HealthResponse:
+        if (reason := self.engine.dead_reason()) is not None:
+            raise EngineDeadError(f"the engine is dead: {reason}")
         return HealthResponse(status="batch" if self.settings.batch_mode else "ok")
 
     async def predict(self, body: PredictRequest) -> Response:

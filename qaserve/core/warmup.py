@@ -45,6 +45,8 @@ class WarmupReport:
     completed: bool
     seconds: float
     output_tokens: int
+    # What the engine generated per second during warmup: the fast engine, at a glance.
+    tokens_per_second: float
 
 
 async def run_warmup(answerer: Answerer, settings: Settings) -> WarmupReport:
@@ -60,6 +62,8 @@ async def run_warmup(answerer: Answerer, settings: Settings) -> WarmupReport:
         except asyncio.TimeoutError:
             completed = False
             logger.warning("warmup stopped at its %.0f s budget", settings.warmup_timeout_seconds)
-    report = WarmupReport(len(questions), completed, time.perf_counter() - started, tokens)
+    seconds = time.perf_counter() - started
+    rate = round(tokens / seconds, 1) if tokens else 0.0
+    report = WarmupReport(len(questions), completed, seconds, tokens, rate)
     logger.info("warmup: %s", asdict(report))
     return report

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
-from qaserve.engine.types import BackendInfo, Engine, GenParams, GenResult
+from qaserve.engine.types import BackendInfo, Engine, EngineDeadError, GenParams, GenResult
 from qaserve.settings import Settings
 
-__all__ = ["BackendInfo", "Engine", "GenParams", "GenResult", "start_engine"]
+__all__ = ["BackendInfo", "Engine", "EngineDeadError", "GenParams", "GenResult", "start_engine"]
 
 logger = logging.getLogger(__name__)
+
+
+def _fallback_banner(reason: str) -> None:
+    rule = "=" * 78
+    logger.warning(
+        "\n%s\nFALLBACK: serving on transformers, NOT vLLM (much slower).\n%s\n%s",
+        rule,
+        reason,
+        rule,
+    )
 
 
 def start_engine(settings: Settings) -> Engine:
@@ -18,12 +29,15 @@ def start_engine(settings: Settings) -> Engine:
     if settings.use_vllm is False:
         return TransformersEngine.start(settings, reason="USE_VLLM=0 asks for transformers")
     try:
-        from qaserve.engine.vllm_backend import VllmEngine
+        from qaserve.engine.start_ladder import start_vllm
 
-        return VllmEngine.start(settings)
+        return start_vllm(settings)
     except Exception as exc:
         if settings.use_vllm is True:
             raise
         reason = f"vLLM failed to start: {type(exc).__name__}: {exc}"
-        logger.warning("%s; falling back to transformers", reason)
-        return TransformersEngine.start(settings, reason=reason)
+        _fallback_banner(reason)
+        engine = TransformersEngine.start(settings, reason=reason)
+        attempts = getattr(exc, "attempts", [])
+        engine.info.details["start_attempts"] = [asdict(a) for a in attempts]
+        return engine

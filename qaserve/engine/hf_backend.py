@@ -151,3 +151,6 @@ class TransformersEngine:
     async def shutdown(self) -> None:
         self._model = None
         logger.info("transformers backend released")
+
+    def dead_reason(self) -> str | None:
+        return None  # it runs in this process: it lives as long as the server

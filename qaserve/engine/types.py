@@ -53,6 +53,12 @@ class BackendInfo:
     version: str
     fallback_reason: str | None = None
     details: dict = field(default_factory=dict)
+    # Settings the start ladder changed to bring the engine up (the server runs with them).
+    adjusted: dict = field(default_factory=dict)
+
+
+class EngineDeadError(RuntimeError):
+    """The engine can answer nothing more (its process died); the server must restart."""
 
 
 class Engine(Protocol):
@@ -72,6 +78,9 @@ class Engine(Protocol):
 
     async def shutdown(self) -> None:
         """Stop the engine and every process it started."""
+
+    def dead_reason(self) -> str | None:
+        """Why the engine can no longer answer; None while it can. Cheap enough to poll."""
 
 
 def count_sentence_ends(text: str, endings: str) -> int:

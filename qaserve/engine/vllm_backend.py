@@ -4,7 +4,10 @@ Works on vLLM 0.10 (the evaluation image) and on current releases. The
 differences it covers: 0.10 names the request-log switch ``disable_log_requests``
 (later ``enable_log_requests``), has no draft-model speculation, and may hand
 back a V0 engine, which stops with ``shutdown_background_loop`` instead of
-``shutdown``.
+``shutdown``. A killed engine process: current releases notice it within a second
+(``errored``, and EngineDeadError for the requests in flight); 0.10 does not notice at
+all and its requests wait forever, so the adapter also watches the engine's processes
+and ends their requests itself.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from pathlib import Path
 
 from qaserve.engine.types import (
     BackendInfo,
+    EngineDeadError,
     GenParams,
     GenResult,
     count_sentence_ends,
     join_chunks,
 )
+from qaserve.lifecycle import engine_processes_die_with_this_process
 from qaserve.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -94,12 +99,21 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False):
     return SamplingParams(**params.engine_sampling(), output_kind=kind)
 
 
+# vLLM's names for "the engine is gone" (V1 in every release, V0 and its RPC client in 0.10).
+_VLLM_DEAD_ERRORS = {"EngineDeadError", "AsyncEngineDeadError", "MQEngineDeadError"}
+
+
 class VllmEngine:
     def __init__(self, engine, info: BackendInfo):
+        import psutil
+
         self._engine = engine
         self.info = info
         # "aborted": requests stopped before the engine finished them (cap, client gone)
         self.stats = {"running": 0, "aborted": 0}
+        self._processes = psutil.Process().children()  # the engine core (and its helpers)
+        self._requests: set[asyncio.Task] = set()
+        self._dead: str | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> VllmEngine:
@@ -111,6 +125,7 @@ class VllmEngine:
             logger.warning("speculative decoding off: %s", spec_note)
         accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         args = AsyncEngineArgs(**engine_kwargs(settings, accepted, spec))
+        engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
         info = BackendInfo(
             backend="vllm",
@@ -120,6 +135,26 @@ class VllmEngine:
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
         return cls(engine, info)
+
+    def dead_reason(self) -> str | None:
+        if self._dead is None:
+            if getattr(self._engine, "errored", False):
+                self._declare_dead("vLLM reports its engine errored")
+            for process in self._processes:
+                if not _alive(process):
+                    self._declare_dead(f"engine process {process.pid} exited")
+        return self._dead
+
+    def _declare_dead(self, reason: str) -> None:
+        if self._dead is None:
+            self._dead = reason
+            # Requests in flight would wait forever on vLLM 0.10: end them now (the one
+            # that found out ends by itself).
+            for task in self._requests - {asyncio.current_task()}:
+                task.cancel()
+
+    def _dead_error(self) -> EngineDeadError:
+        return EngineDeadError(f"the vLLM engine is dead: {self._dead}")
 
     async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
         """Text as it is generated; the last chunk carries the finish reason."""
@@ -139,7 +174,11 @@ class VllmEngine:
             vllm_sampling_params(params, incremental),
             uuid.uuid4().hex,
         )
+        if self._dead is not None:
+            raise self._dead_error()
         ends, engine_finished = 0, False
+        task = asyncio.current_task()
+        self._requests.add(task)
         self.stats["running"] += 1
         try:
             # Leaving early (sentence cap, client gone) closes the stream: vLLM aborts it.
@@ -155,7 +194,19 @@ class VllmEngine:
                     yield GenResult(piece.text, len(piece.token_ids), finish)
                     if finish:
                         return
+        except asyncio.CancelledError:
+            if self._dead is None:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: this cancel is handled here
+                task.uncancel()
+            raise self._dead_error() from None
+        except Exception as exc:
+            if type(exc).__name__ not in _VLLM_DEAD_ERRORS:
+                raise
+            self._declare_dead(f"{type(exc).__name__}: {exc}")
+            raise self._dead_error() from exc
         finally:
+            self._requests.discard(task)
             self.stats["running"] -= 1
             self.stats["aborted"] += not engine_finished
 
@@ -170,3 +221,12 @@ class VllmEngine:
         stop = getattr(self._engine, "shutdown", None) or self._engine.shutdown_background_loop
         stop()
         logger.info("vLLM engine shut down")
+
+
+def _alive(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -29,6 +29,10 @@ def tokenizer_dir(tmp_path_factory):
     return out
 
 
+async def _never_called(engine) -> None:
+    raise AssertionError(f"the fake engine died unasked: {engine.dead_reason()}")
+
+
 @dataclass
 class Api:
     app: FastAPI
@@ -44,11 +48,11 @@ def start_api(tokenizer_dir) -> StartApi:
     """``async with start_api(**settings) as api``: the app, started, on a fresh fake engine."""
 
     @asynccontextmanager
-    async def start(**settings) -> AsyncIterator[Api]:
+    async def start(on_engine_death=None, **settings) -> AsyncIterator[Api]:
         engine = FakeEngine()
         chosen = {"warmup_num_samples": 0, "model_manifest": None, **settings}
         config = Settings(model_dir=str(tokenizer_dir), **chosen)
-        app = create_app(config, engine_factory=lambda _: engine)
+        app = create_app(config, lambda _: engine, on_engine_death or _never_called)
         async with app.router.lifespan_context(app):
             # Unexpected errors come back as the 500 a client sees, not as a raised exception.
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -1,6 +1,8 @@
 """/, /health, /predict, /info and /system_prompt on the fake engine: routing, the length
 plan each item gets, overrides, bad input, keys and error mapping."""
 
+import asyncio
+
 import pytest
 
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
@@ -135,3 +137,37 @@ async def test_system_prompt_replaced_at_run_time_reaches_the_prompt(start_api):
         assert "<|im_start|>system\n只答一句。<|im_end|>" in prompt
         bad = await api.http.post("/system_prompt", json={"system_prompt": 1})
         assert bad.status_code == 422
+
+
+async def test_a_dead_engine_answers_503_everywhere_then_the_server_exits(start_api):
+    deaths = []
+
+    async def record(engine):
+        deaths.append(engine.dead_reason())
+
+    settings = {"engine_check_seconds": 0.01, "engine_dead_exit_seconds": 0.3}
+    async with start_api(on_engine_death=record, **settings) as api:
+        assert (await api.http.get("/health")).status_code == 200
+        api.engine.dead = "engine process 123 exited"
+        for path in ("/", "/health"):
+            health = await api.http.get(path)
+            assert health.status_code == 503 and "123 exited" in health.json()["detail"]
+        answer = await api.http.post("/predict", json={"prompt": "q"})
+        assert answer.status_code == 503 and "restarted" in answer.json()["detail"]
+        chat = await api.http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}]}
+        )
+        assert chat.status_code == 503 and chat.json()["error"]["code"] == "engine_dead"
+        assert deaths == []  # 503s first, for ENGINE_DEAD_EXIT_SECONDS
+        await asyncio.sleep(0.5)
+        assert deaths == ["engine process 123 exited"]
+
+
+async def test_every_answer_names_the_backend(start_api):
+    async with start_api() as api:
+        for reply in (
+            await api.http.get("/"),
+            await api.http.post("/predict", json={"prompt": "q"}),
+            await api.http.post("/predict", json={}),
+        ):
+            assert reply.headers["X-Backend"] == "fake"
