@@ -106,9 +106,13 @@ class Settings(BaseSettings):
     kv_cache_dtype: str = "auto"
     load_format: str = "auto"
     enforce_eager: bool = False
-    tensor_parallel_size: int = Field(default=1, gt=0)
+    # Parallelism (vLLM's own): "auto" is every visible GPU, 1 on a CPU host.
+    tensor_parallel_size: Literal["auto"] | Annotated[int, Field(gt=0)] = 1
     pipeline_parallel_size: int = Field(default=1, gt=0)
-    distributed_executor_backend: str | None = None
+    data_parallel_size: int = Field(default=1, gt=0)
+    distributed_executor_backend: Literal["mp", "ray"] | None = None  # None: vLLM decides
+    # vLLM's CPU core groups per worker ("0-3|4-7"); set by the server when TP x PP > 1.
+    vllm_cpu_omp_threads_bind: str | None = None
     seed: int = 0
     trust_remote_code: bool = False
     # vLLM's periodic throughput log; its per-step bookkeeping costs server CPU.

@@ -126,7 +126,7 @@ def start_vllm(settings: Settings):
                 logger.warning("retrying vLLM with %s (%s)", rung.change, rung.why)
                 changed.update(rung.change)
     attempts.append(StartAttempt(dict(changed), time.perf_counter() - started))
-    engine.info.adjusted = changed
+    engine.info.adjusted.update(changed)
     engine.info.details["start_attempts"] = [asdict(a) for a in attempts]
     if changed:
         logger.warning("vLLM started on attempt %d with %s", len(attempts), changed)

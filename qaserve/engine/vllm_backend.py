@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
+from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.types import (
     BackendInfo,
     EngineDeadError,
@@ -79,6 +80,7 @@ def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> 
         "enforce_eager": settings.enforce_eager,
         "tensor_parallel_size": settings.tensor_parallel_size,
         "pipeline_parallel_size": settings.pipeline_parallel_size,
+        "data_parallel_size": settings.data_parallel_size,
         "distributed_executor_backend": settings.distributed_executor_backend,
         "seed": settings.seed,
         "trust_remote_code": settings.trust_remote_code,
@@ -119,7 +121,11 @@ class VllmEngine:
     def start(cls, settings: Settings) -> VllmEngine:
         import vllm
         from vllm import AsyncEngineArgs, AsyncLLMEngine
+        from vllm.platforms import current_platform
 
+        layout = prepare_layout(settings, on_cpu=current_platform.is_cpu())
+        resolved = {"tensor_parallel_size": layout["tensor_parallel_size"]}
+        settings = settings.model_copy(update=resolved)
         spec, spec_note = speculative_config(settings, vllm.__version__)
         if spec_note:
             logger.warning("speculative decoding off: %s", spec_note)
@@ -131,7 +137,12 @@ class VllmEngine:
             backend="vllm",
             engine=type(engine).__name__,
             version=vllm.__version__,
-            details={"speculative_config": spec, "speculative_note": spec_note},
+            details={
+                "speculative_config": spec,
+                "speculative_note": spec_note,
+                "parallel": layout,
+            },
+            adjusted=resolved,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
         return cls(engine, info)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from qaserve.engine.parallel import cpu_threads_binding, tensor_parallel_size
 from qaserve.engine.vllm_backend import engine_kwargs, speculative_config
 from qaserve.settings import Settings
 
@@ -78,3 +79,48 @@ def test_engine_kwargs_fit_the_installed_vllm():
     AsyncEngineArgs(**kwargs)  # every keyword is one this vLLM takes
     # vLLM 0.10 spells the request-log switch differently: both map, only one is passed.
     assert ("enable_log_requests" in kwargs) != ("disable_log_requests" in kwargs)
+
+
+def test_parallel_settings_reach_the_engine_arguments():
+    settings = Settings(
+        model_dir="m",
+        tensor_parallel_size=2,
+        pipeline_parallel_size=2,
+        data_parallel_size=2,
+        distributed_executor_backend="ray",
+    )
+    accepted = {"tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"}
+    kwargs = engine_kwargs(settings, accepted | {"distributed_executor_backend"}, None)
+    assert kwargs == {
+        "tensor_parallel_size": 2,
+        "pipeline_parallel_size": 2,
+        "data_parallel_size": 2,
+        "distributed_executor_backend": "ray",
+    }
+    assert Settings(tensor_parallel_size="auto").tensor_parallel_size == "auto"
+    for wrong in ({"tensor_parallel_size": 0}, {"distributed_executor_backend": "slurm"}):
+        with pytest.raises(ValidationError):
+            Settings(**wrong)
+
+
+def test_ray_mode_engine_arguments_are_ones_this_vllm_takes():
+    import dataclasses
+
+    vllm = pytest.importorskip("vllm", reason="the Python 3.10 run has no vLLM")
+    settings = Settings(model_dir="m", pipeline_parallel_size=2, distributed_executor_backend="ray")
+    accepted = {f.name for f in dataclasses.fields(vllm.AsyncEngineArgs)}
+    args = vllm.AsyncEngineArgs(**engine_kwargs(settings, accepted, None))
+    assert (args.pipeline_parallel_size, args.distributed_executor_backend) == (2, "ray")
+
+
+def test_cpu_workers_each_get_their_own_cores():
+    assert cpu_threads_binding(2, [0, 1]) == "0|1"
+    assert cpu_threads_binding(2, [0, 1, 2, 3, 4]) == "0,1|2,3"
+    with pytest.raises(ValueError, match="need a core each"):
+        cpu_threads_binding(4, [0, 1])
+
+
+def test_auto_tensor_parallel_is_one_on_a_host_without_gpus():
+    pytest.importorskip("torch", reason="the Python 3.10 run has no torch")
+    assert tensor_parallel_size(Settings(tensor_parallel_size="auto")) == 1
+    assert tensor_parallel_size(Settings(tensor_parallel_size=3)) == 3

@@ -1,0 +1,38 @@
+"""Tensor parallel 2 on the real CPU engine: the server binds each worker to a core itself."""
+
+import signal
+import time
+
+import httpx
+import psutil
+
+from qaserve.devtools.launcher import Server
+from qaserve.devtools.tiny_model import tiny_engine_env
+
+
+def test_tensor_parallel_2_answers_in_order_and_leaves_no_process(tiny_model, tmp_path):
+    env = tiny_engine_env(tiny_model, TENSOR_PARALLEL_SIZE="2")
+    started = time.monotonic()
+    with Server(env, tmp_path / "server.log") as server:
+        ready = time.monotonic() - started
+        http = httpx.Client(base_url=server.url, timeout=300)
+        info = http.get("/info").json()
+        assert info["backend"] == "vllm", info["fallback_reason"]
+        layout = info["engine_details"]["parallel"]
+        assert layout["tensor_parallel_size"] == 2
+        assert layout["cpu_threads_bind"].count("|") == 1  # one core group per worker
+        workers = [
+            p for p in psutil.Process(server.proc.pid).children(True) if "Worker" in p.name()
+        ]
+        assert len(workers) == 2, workers
+
+        prompts = [f"什么是warp？#{i}" for i in range(24)]
+        batch = http.post("/predict", json={"prompt": prompts}).json()["response"]
+        alone = [http.post("/predict", json={"prompt": p}).json()["response"] for p in prompts]
+        assert batch == alone and len(set(batch)) > 1
+
+        family = psutil.Process(server.proc.pid).children(recursive=True)
+        assert server.terminate(timeout=120) in (0, -signal.SIGTERM)
+        _, alive = psutil.wait_procs(family, timeout=15)
+        assert alive == [], f"processes left behind: {alive}"
+        print(f"\nTP=2: ready in {ready:.0f} s, layout {layout}")
