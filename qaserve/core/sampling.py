@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from qaserve.engine import GenParams
 from qaserve.settings import Settings
 
-# Settings named as GenParams fields. SEED is left out on purpose: the setting seeds the
-# engine, while GenParams.seed seeds one request (None: unseeded).
-CONFIGURED_SAMPLING = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-    "sentence_endings",
+# Settings named as GenParams fields configure them, except two that mean something else
+# there: SEED seeds the engine (GenParams.seed seeds one request; None: unseeded), and
+# MAX_SENTENCES is the length plan's default cap (/predict applies it per question).
+_OTHER_MEANING = {"seed", "max_sentences"}
+CONFIGURED_SAMPLING = tuple(
+    f.name
+    for f in fields(GenParams)
+    if f.name in Settings.model_fields and f.name not in _OTHER_MEANING
 )
 
 
