@@ -54,7 +54,15 @@ def create_app(
         engine = engine_factory(configured)
         # The start ladder may have had to change settings to bring the engine up.
         settings = configured.model_copy(update=engine.info.adjusted)
-        watch = None
+        # Watched from the start: an engine that dies during warmup ends the server too.
+        watch = asyncio.create_task(
+            watch_engine(
+                engine,
+                settings.engine_check_seconds,
+                settings.engine_dead_exit_seconds,
+                on_engine_death,
+            )
+        )
         try:
             prompts = PromptBuilder.load(
                 settings.model_dir,
@@ -69,19 +77,10 @@ def create_app(
                 settings, engine, prompts, created=int(time.time())
             )
             app.state.backend = engine.info.backend
-            watch = asyncio.create_task(
-                watch_engine(
-                    engine,
-                    settings.engine_check_seconds,
-                    settings.engine_dead_exit_seconds,
-                    on_engine_death,
-                )
-            )
             logger.info("ready: %s backend, model %s", engine.info.backend, settings.model_dir)
             yield
         finally:
-            if watch is not None:
-                watch.cancel()
+            watch.cancel()
             await engine.shutdown()
 
     app = FastAPI(title="qaserve", lifespan=lifespan, default_response_class=OrjsonResponse)
