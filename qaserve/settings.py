@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     port: int = 8000
     batch_mode: bool = False
     max_batch_size: int = Field(default=4096, gt=0)
+    # Bodies past this are refused (413) while they stream in, before being buffered:
+    # 32 MiB holds a 10,000-question batch many times over.
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     log_level: str = "info"
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
     keep_alive_seconds: int = Field(default=75, gt=0)

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import httpx
+import psutil
 import pytest
 
 from qaserve.devtools.launcher import ROOT
@@ -178,3 +179,29 @@ def test_system_prompt_can_be_read_and_replaced(client):
         assert client.post("/system_prompt", json={"system_prompt": 5}).status_code == 422
     finally:
         client.post("/system_prompt", json={"system_prompt": original})
+
+
+def test_a_300_mb_body_is_refused_without_buffering_it(server, client):
+    server_process = psutil.Process(server.proc.pid)
+    before = server_process.memory_info().rss
+    peak = [before]
+    sent = [0]
+
+    def body():
+        # 300 MB of one JSON string, sent in 1 MB pieces without a Content-Length.
+        yield b'{"prompt": "'
+        for _ in range(300):
+            sent[0] += 1
+            peak[0] = max(peak[0], server_process.memory_info().rss)
+            yield b"x" * 1_000_000
+
+    try:
+        reply = httpx.post(server.url + "/predict", content=body(), timeout=120)
+        status = reply.status_code
+    except httpx.TransportError:  # the server answered and closed while the client still sent
+        status = None
+    grown = (peak[0] - before) / 1e6
+    print(f"\n300 MB body: {sent[0]} MB sent, server RSS grew {grown:.0f} MB, status {status}")
+    assert status in (413, None)
+    assert grown < 100, f"the server buffered the body: RSS grew {grown:.0f} MB"
+    assert client.get("/").status_code == 200

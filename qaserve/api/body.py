@@ -23,9 +23,31 @@ def invalid_request(kind: str, loc: tuple, msg: str, value) -> RequestValidation
     return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])
 
 
+class BodyTooLarge(Exception):
+    """A request body past MAX_REQUEST_BYTES (413)."""
+
+    def __init__(self, limit: int, seen: int):
+        super().__init__(f"request body of {seen}+ bytes exceeds MAX_REQUEST_BYTES={limit}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as its declared or received size passes ``limit``: an
+    oversized body is never buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit, int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit, size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def parse_json_body(request: Request, model: type[BaseModel]):
     """Parse the body as JSON even without a JSON Content-Type (plain curl sends a form type)."""
-    raw = await request.body()
+    raw = await read_body(request, request.app.state.settings.max_request_bytes)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

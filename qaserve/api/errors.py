@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 
-from qaserve.api.body import OrjsonResponse
+from qaserve.api.body import BodyTooLarge, OrjsonResponse
 from qaserve.api.protocol import ErrorInfo, ErrorResponse
 from qaserve.engine import EngineDeadError
 
@@ -79,6 +79,12 @@ async def _openai_error(request: Request, exc: OpenAIError):
     return exc.response()
 
 
+async def _too_large(request: Request, exc: BodyTooLarge):
+    if _is_openai(request):
+        return OpenAIError(413, str(exc), None, "request_too_large").response()
+    return OrjsonResponse({"detail": str(exc)}, status_code=413)
+
+
 async def _server_error(request: Request, exc: Exception):
     if not isinstance(exc, EngineDeadError):
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -91,6 +97,7 @@ async def _server_error(request: Request, exc: Exception):
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OpenAIError, _openai_error)
+    app.add_exception_handler(BodyTooLarge, _too_large)
     # A dead engine is expected (and handled) here; anything else also reaches the log.
     app.add_exception_handler(EngineDeadError, _server_error)
     app.add_exception_handler(Exception, _server_error)

@@ -23,6 +23,7 @@ router = APIRouter(
     responses={
         400: {"model": ErrorResponse, "description": "invalid request"},
         401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+        413: {"model": ErrorResponse, "description": "body over MAX_REQUEST_BYTES"},
         500: {"model": ErrorResponse, "description": "internal error"},
         503: {"model": ErrorResponse, "description": "the engine is dead"},
     },

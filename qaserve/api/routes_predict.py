@@ -25,6 +25,7 @@ health_router = APIRouter(
 router = APIRouter(
     dependencies=[Depends(check_predict_key)],
     responses={
+        413: {"model": ServerErrorResponse, "description": "body over MAX_REQUEST_BYTES"},
         422: {"model": ValidationErrorResponse, "description": "invalid request"},
         500: {"model": ServerErrorResponse, "description": "internal error"},
         503: {"model": ServerErrorResponse, "description": "the engine is dead"},

@@ -171,3 +171,22 @@ async def test_every_answer_names_the_backend(start_api):
             await api.http.post("/predict", json={}),
         ):
             assert reply.headers["X-Backend"] == "fake"
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(start_api):
+    async with start_api(max_request_bytes=1000) as api:
+        declared = await api.http.post("/predict", json={"prompt": "问" * 1000})
+        assert declared.status_code == 413 and "MAX_REQUEST_BYTES=1000" in declared.json()["detail"]
+        sent = []
+
+        async def chunks():  # no Content-Length: the limit must hold while it streams
+            for _ in range(100):
+                sent.append(1)
+                yield b'{"prompt": "' + b"x" * 400
+
+        streamed = await api.http.post("/predict", content=chunks())
+        assert streamed.status_code == 413
+        assert len(sent) < 100  # refused before the rest arrived
+        chat = await api.http.post("/v1/completions", content=chunks())
+        assert chat.status_code == 413 and chat.json()["error"]["code"] == "request_too_large"
+        assert (await api.http.post("/predict", json={"prompt": "q"})).status_code == 200
