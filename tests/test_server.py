@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import httpx
 import psutil
@@ -205,3 +206,26 @@ def test_a_300_mb_body_is_refused_without_buffering_it(server, client):
     assert status in (413, None)
     assert grown < 100, f"the server buffered the body: RSS grew {grown:.0f} MB"
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict", {"prompt": [f"详细说明共享内存 #{i}" for i in range(96)], "max_tokens": 500}),
+        ("/v1/completions", {"prompt": [f"共享内存 #{i}" for i in range(96)], "max_tokens": 500}),
+    ],
+)
+def test_a_client_that_leaves_stops_its_work(server, client, path, body):
+    key = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    aborted_before = client.get("/info").json()["engine_stats"]["aborted"]
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+        httpx.post(server.url + path, json=body, headers=key, timeout=1.5)
+    left = time.monotonic()
+    while (stats := client.get("/info").json()["engine_stats"])["running"] > 0:
+        assert time.monotonic() - left < 5, f"the engine still works for a client gone: {stats}"
+        time.sleep(0.05)
+    idle_after = time.monotonic() - left
+    print(f"\n{path}: engine idle {idle_after:.2f} s after the client left")
+    assert idle_after < 1.0
+    # 96 x 500 tokens take seconds here: most were stopped (a few end early on their own).
+    assert stats["aborted"] - aborted_before > 48

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from qaserve.api.auth import check_api_key
 from qaserve.api.body import json_body_schema, model_response, parse_json_body
+from qaserve.api.disconnect import unless_disconnected
 from qaserve.api.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -53,10 +54,11 @@ def _generation_route(path: str, request_model: type[BaseModel], response_model:
 @_generation_route("/chat/completions", ChatCompletionRequest, ChatCompletionResponse)
 async def chat_completions(request: Request):
     body = await parse_json_body(request, ChatCompletionRequest)
-    return await _serving(request).chat(body)
+    # A stream stops when its client leaves by itself (StreamingResponse sees it).
+    return await unless_disconnected(request, _serving(request).chat(body))
 
 
 @_generation_route("/completions", CompletionRequest, CompletionResponse)
 async def completions(request: Request):
     body = await parse_json_body(request, CompletionRequest)
-    return await _serving(request).completions(body)
+    return await unless_disconnected(request, _serving(request).completions(body))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from qaserve.api.auth import check_predict_key
 from qaserve.api.body import json_body_schema, model_response, parse_json_body
+from qaserve.api.disconnect import unless_disconnected
 from qaserve.api.protocol import (
     HealthResponse,
     InfoResponse,
@@ -48,7 +49,7 @@ async def health(request: Request):
 )
 async def predict(request: Request):
     body = await parse_json_body(request, PredictRequest)
-    return await _serving(request).predict(body)
+    return await unless_disconnected(request, _serving(request).predict(body))
 
 
 @router.get("/info", response_model=InfoResponse)
