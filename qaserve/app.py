@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from qaserve.api import routes_openai, routes_predict
+from qaserve.api import metrics, routes_openai, routes_predict
 from qaserve.api.body import OrjsonResponse
 from qaserve.api.errors import install_error_handlers
+from qaserve.api.metrics import RequestMetrics
 from qaserve.api.middleware import BackendHeader
 from qaserve.api.serving_openai import OpenAIServing
 from qaserve.api.serving_predict import PredictServing
@@ -77,6 +78,7 @@ def create_app(
                 settings, engine, prompts, created=int(time.time())
             )
             app.state.backend = engine.info.backend
+            metrics.ENGINE.engine = engine
             logger.info("ready: %s backend, model %s", engine.info.backend, settings.model_dir)
             yield
         finally:
@@ -90,4 +92,5 @@ def create_app(
     app.include_router(routes_predict.health_router)
     app.include_router(routes_predict.router)
     app.include_router(routes_openai.router)
+    app.add_middleware(RequestMetrics, routes={route.path for route in app.routes})
     return app

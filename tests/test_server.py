@@ -7,6 +7,7 @@ import time
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from qaserve.devtools.launcher import ROOT
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
@@ -229,3 +230,19 @@ def test_a_client_that_leaves_stops_its_work(server, client, path, body):
     assert idle_after < 1.0
     # 96 x 500 tokens take seconds here: most were stopped (a few end early on their own).
     assert stats["aborted"] - aborted_before > 48
+
+
+def test_metrics_parse_and_carry_vllm_engine_metrics(client):
+    client.post("/predict", json={"prompt": ["什么是warp？", "什么是线程块？"]})
+    text = client.get("/metrics").text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    predict_ok = [
+        s
+        for s in families["qaserve_requests"].samples
+        if s.labels == {"route": "/predict", "status": "200"} and s.name.endswith("_total")
+    ]
+    assert predict_ok and predict_ok[0].value >= 1
+    assert families["qaserve_output_tokens"].samples[0].value > 0
+    assert families["qaserve_backend"].samples[0].labels["backend"] == "vllm"
+    vllm_families = [name for name in families if name.startswith("vllm:")]
+    assert vllm_families, "LOG_ENGINE_STATS=1 should bring vLLM's engine metrics"

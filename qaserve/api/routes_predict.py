@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from qaserve.api.auth import check_predict_key
 from qaserve.api.body import json_body_schema, model_response, parse_json_body
@@ -69,3 +71,9 @@ async def set_system_prompt(request: Request):
     body = await parse_json_body(request, SystemPrompt)
     _serving(request).system_prompt = body.system_prompt
     return model_response(body)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def prometheus_metrics():
+    """Prometheus text format: qaserve_* metrics, and vLLM's with LOG_ENGINE_STATS=1."""
+    return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

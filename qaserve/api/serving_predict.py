@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from fastapi.responses import Response
 
+from qaserve.api import metrics
 from qaserve.api.body import invalid_request, model_response
 from qaserve.api.protocol import HealthResponse, InfoResponse, PredictRequest, PredictResponse
 from qaserve.core.answerer import Answerer, Answers
@@ -59,6 +60,8 @@ class PredictServing:
         finally:
             self.counters.in_flight -= 1
         self.counters.add(answers)
+        metrics.ITEMS.inc(len(answers.texts))
+        metrics.OUTPUT_TOKENS.inc(answers.output_tokens)
         reply = PredictResponse(response=answers.texts[0] if single else answers.texts)
         headers = {
             "X-Process-Seconds": f"{answers.seconds:.6f}",

@@ -4,6 +4,7 @@ plan each item gets, overrides, bad input, keys and error mapping."""
 import asyncio
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
@@ -190,3 +191,38 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(start_ap
         chat = await api.http.post("/v1/completions", content=chunks())
         assert chat.status_code == 413 and chat.json()["error"]["code"] == "request_too_large"
         assert (await api.http.post("/predict", json={"prompt": "q"})).status_code == 200
+
+
+def scrape(text: str) -> dict[tuple[str, tuple], float]:
+    families = text_string_to_metric_families(text)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_requests_items_and_tokens_by_route(start_api):
+    async with start_api(protect_predict=True, api_key=list(API_KEYS)) as api:
+        key = {"Authorization": f"Bearer {API_KEYS[0]}"}
+        assert (await api.http.get("/metrics")).status_code == 401  # the same key rule
+        before = scrape((await api.http.get("/metrics", headers=key)).text)
+        api.engine.queue("一二三", "四五")
+        await api.http.post("/predict", json={"prompt": ["a", "b"]}, headers=key)
+        await api.http.post("/predict", json={}, headers=key)
+        await api.http.get("/no-such-route")
+        after = scrape((await api.http.get("/metrics", headers=key)).text)
+
+    def grew(name, **labels):
+        sample = (name, tuple(sorted(labels.items())))
+        return after.get(sample, 0) - before.get(sample, 0)
+
+    assert grew("qaserve_requests_total", route="/predict", status="200") == 1
+    assert grew("qaserve_requests_total", route="/predict", status="422") == 1
+    assert grew("qaserve_requests_total", route="other", status="404") == 1
+    assert grew("qaserve_request_seconds_count", route="/predict") == 2
+    assert grew("qaserve_predict_items_total") == 2
+    assert grew("qaserve_output_tokens_total") == 5
+    assert after[("qaserve_backend", (("backend", "fake"), ("version", "0")))] == 1
+    assert ("qaserve_engine_aborted_total", ()) in after
+    assert ("qaserve_requests_in_flight", (("route", "/predict"),)) in after
