@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, StrictStr, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, Field, StrictStr, field_validator
 
 from qaserve.engine import GenParams
 from qaserve.settings import (
@@ -75,11 +75,44 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class TextFormat(BaseModel):
+    type: Literal["text"]  # json_object and json_schema: not supported by this server
+
+
+def _refuse_tool_choice(value: object) -> None:
+    if value not in (None, "none"):
+        raise ValueError("tools are not supported by this server")
+
+
+def _refuse_modalities(value: object) -> None:
+    if value not in (None, [], ["text"]):
+        raise ValueError("only text output is supported by this server")
+
+
+def _refuse_best_of(value: object) -> None:
+    if value not in (None, 1):
+        raise ValueError("only best_of=1 is supported")
+
+
+def _refuse(value: object) -> None:
+    # Falsy values (null, false, 0, []) ask for nothing: clients send them by default.
+    if value:
+        raise ValueError("not supported by this server")
+
+
+# An OpenAI field this server cannot honour: accepted when it asks for nothing, else a 400
+# that names it, never silently ignored.
+Unsupported = Annotated[Any, AfterValidator(_refuse)]
+
+
 class OpenAIRequest(SamplingRequest):
     model: StrictStr | None = None
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
+    logprobs: Unsupported = None
+    logit_bias: Unsupported = None
+    response_format: TextFormat | None = None
 
     @field_validator("n")
     @classmethod
@@ -96,9 +129,19 @@ class OpenAIRequest(SamplingRequest):
         return self.max_tokens
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]  # image, audio and file parts: this server serves text only
+    text: StrictStr
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: StrictStr
+    content: StrictStr | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
 
 
 class ChatCompletionRequest(OpenAIRequest):
@@ -106,6 +149,15 @@ class ChatCompletionRequest(OpenAIRequest):
     max_completion_tokens: MaxTokens | None = None
     mode: Literal["fast", "slow"] | None = None
     chat_template_kwargs: dict | None = None
+    top_logprobs: Unsupported = None
+    tools: Unsupported = None
+    tool_choice: Annotated[Any, AfterValidator(_refuse_tool_choice)] = None
+    functions: Unsupported = None
+    function_call: Unsupported = None
+    audio: Unsupported = None
+    modalities: Annotated[Any, AfterValidator(_refuse_modalities)] = None
+    prediction: Unsupported = None
+    web_search_options: Unsupported = None
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -121,6 +173,9 @@ class ChatCompletionRequest(OpenAIRequest):
 
 class CompletionRequest(OpenAIRequest):
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    suffix: Unsupported = None
+    echo: Unsupported = None
+    best_of: Annotated[Any, AfterValidator(_refuse_best_of)] = None
 
 
 # ---- /predict, /info responses ------------------------------------------------

@@ -147,7 +147,7 @@ class OpenAIServing:
     async def chat(self, body: ChatCompletionRequest) -> Response:
         self._check_model(body.model)
         thinking = body.thinking(self.settings.default_mode)
-        messages = [m.model_dump() for m in body.messages]
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
         params = self._gen_params(body, len(prompt_ids), "messages", None)
         reply = ChatReply(self.settings.model_name, thinking, len(prompt_ids))

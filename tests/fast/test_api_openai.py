@@ -148,3 +148,53 @@ async def test_openapi_describes_every_response_and_each_body(start_api):
                 body = operation["requestBody"]["content"]["application/json"]["schema"]
                 assert "$defs" not in orjson.dumps(body).decode(), f"{path}: unresolved refs"
     assert {"/", "/health", "/predict", "/v1/chat/completions"} <= document["paths"].keys()
+
+
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "param"),
+    [
+        ("/v1/chat/completions", {"logprobs": True}, "logprobs"),
+        ("/v1/chat/completions", {"top_logprobs": 3}, "top_logprobs"),
+        ("/v1/chat/completions", {"tools": [{"type": "function"}]}, "tools"),
+        ("/v1/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
+        ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
+        ("/v1/chat/completions", {"logit_bias": {"1": 5}}, "logit_bias"),
+        ("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [IMAGE_PART]}]},
+            "messages.0.content",
+        ),
+        ("/v1/completions", {"suffix": "end"}, "suffix"),
+        ("/v1/completions", {"echo": True}, "echo"),
+        ("/v1/completions", {"best_of": 2}, "best_of"),
+        ("/v1/completions", {"logprobs": 2}, "logprobs"),
+    ],
+)
+async def test_fields_the_server_cannot_honour_are_refused_by_name(start_api, path, fields, param):
+    base = {"messages": QUESTION} if "chat" in path else {"prompt": "q"}
+    async with start_api() as api:
+        reply = await api.http.post(path, json={**base, **fields})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"]["param"].startswith(param)
+        assert api.engine.calls == []
+
+
+async def test_fields_that_ask_for_nothing_and_text_parts_are_accepted(start_api):
+    async with start_api() as api:
+        parts = [{"type": "text", "text": "什么是"}, {"type": "text", "text": "warp？"}]
+        body = {
+            "messages": [{"role": "user", "content": parts}],
+            "logprobs": False,
+            "tools": [],
+            "tool_choice": "none",
+            "response_format": {"type": "text"},
+            "user": "someone",  # informational in OpenAI's API: nothing to honour
+        }
+        reply = await api.http.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 200, reply.text
+        prompt = api.app.state.openai_serving.prompts.tokenizer.decode(api.engine.calls[0][0])
+        assert "什么是warp？" in prompt
