@@ -7,6 +7,7 @@ so the layers above the engine are tested in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -63,7 +64,11 @@ class FakeEngine:
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams]
     ) -> list[GenResult]:
-        return [await self.generate(p, g) for p, g in zip(prompts, params, strict=True)]
+        results = []
+        for prompt, one in zip(prompts, params, strict=True):
+            results.append(await self.generate(prompt, one))
+            await asyncio.sleep(0)  # as a real engine, the batch leaves the loop to others
+        return results
 
     async def shutdown(self) -> None:
         self.shut_down = True

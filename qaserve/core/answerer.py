@@ -14,7 +14,10 @@ from qaserve.core.sampling import configured_params
 from qaserve.engine import Engine, GenParams
 from qaserve.settings import Settings
 
-INLINE_TOKENIZE_MAX = 8
+# Up to this much work plans and tokenizes in well under a millisecond, less than a
+# thread hop costs; more goes to a thread so the event loop keeps serving.
+INLINE_QUESTIONS_MAX = 8
+INLINE_CHARS_MAX = 20_000
 
 # A request's changes to the configured sampling, as GenParams fields by name
 # (e.g. {"temperature": 0.7, "stop": ("。",)}); a field left out keeps the setting.
@@ -64,21 +67,25 @@ class Answerer:
         self.system_prompt = settings.system_prompt
         self.planner = ParamPlanner(settings, prompts.context_len)
 
+    def _prepare(
+        self, questions: list[str], overrides: Overrides
+    ) -> tuple[list[GenParams], list[list[int]]]:
+        params = self.planner.plan(questions, overrides)
+        budgets = [p.max_tokens for p in params]
+        return params, self.prompts.encode_many(self.system_prompt, questions, budgets)
+
     @property
     def context_len(self) -> int:
         return self.prompts.context_len
 
     async def answer(self, questions: list[str], overrides: Overrides | None = None) -> Answers:
         started = time.perf_counter()
-        params = self.planner.plan(questions, overrides or {})
-        encode = partial(
-            self.prompts.encode_many, self.system_prompt, questions, [p.max_tokens for p in params]
-        )
-        # A few prompts tokenize in well under a millisecond, less than a thread hop costs;
-        # a big batch goes to a thread so the event loop keeps serving.
-        prompt_ids = (
-            encode() if len(questions) <= INLINE_TOKENIZE_MAX else await asyncio.to_thread(encode)
-        )
+        prepare = partial(self._prepare, questions, overrides or {})
+        small = len(questions) <= INLINE_QUESTIONS_MAX
+        if small and sum(map(len, questions)) <= INLINE_CHARS_MAX:
+            params, prompt_ids = prepare()
+        else:
+            params, prompt_ids = await asyncio.to_thread(prepare)
         results = await self.engine.generate_batch(prompt_ids, params)
         texts = [
             self.planner.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+CUT_MARGIN_TOKENS = 64
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
@@ -30,6 +31,11 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.context_len = context_len
         self.enable_thinking = enable_thinking
+        # No token spells more characters than its longest vocabulary entry, so a question
+        # cut to this many characters still holds every token that can fit the context
+        # (plus a margin, so the tokens at the cut come out as in the whole text).
+        longest = max(map(len, tokenizer.get_vocab()))
+        self.max_question_chars = (context_len + CUT_MARGIN_TOKENS) * longest
 
     @classmethod
     def load(cls, model_dir: str, context_len: int, enable_thinking: bool, trust_remote_code: bool):
@@ -58,7 +64,10 @@ class PromptBuilder:
     def encode_many(
         self, system_prompt: str, questions: list[str], max_new_tokens: list[int]
     ) -> list[list[int]]:
-        """Token ids per question, each cut to leave room for its answer budget."""
+        """Token ids per question, each cut to leave room for its answer budget. A question
+        far longer than the context is cut by characters first: tokenizing megabytes that
+        cannot fit anyway would take seconds."""
+        questions = [q[: self.max_question_chars] for q in questions]
         texts = [self.render(system_prompt, q) for q in questions]
         encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [
