@@ -21,6 +21,24 @@ logger = logging.getLogger(__name__)
 OPENAI_PREFIX = "/v1/"
 
 
+# What each error status means, for the OpenAPI document.
+ERROR_DESCRIPTIONS = {
+    400: "invalid request",
+    401: "missing or invalid API key",
+    413: "body over MAX_REQUEST_BYTES",
+    422: "invalid request",
+    500: "internal error",
+    503: "the engine is dead",
+}
+
+
+def documented_errors(model: type, *statuses: int) -> dict:
+    """A router's ``responses`` for these error statuses, each with its body model."""
+    return {
+        status: {"model": model, "description": ERROR_DESCRIPTIONS[status]} for status in statuses
+    }
+
+
 class OpenAIError(Exception):
     """An error as OpenAI sends it: {"error": {"message", "type", "param", "code"}}."""
 

@@ -25,6 +25,9 @@ from qaserve.settings import (
 
 # ---- requests -----------------------------------------------------------------
 
+# An empty stop string would stop before the first token (vLLM refuses it).
+StopString = Annotated[StrictStr, Field(min_length=1)]
+
 
 class SamplingRequest(BaseModel):
     """Sampling fields a request may set; left out (None), the setting applies."""
@@ -40,7 +43,7 @@ class SamplingRequest(BaseModel):
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
     seed: int | None = None
-    stop: StrictStr | list[StrictStr] | None = None
+    stop: StopString | list[StopString] | None = None
 
     def sampling_overrides(self) -> dict[str, Any]:
         """The GenParams fields this request sets, by name."""

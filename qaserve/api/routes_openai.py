@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from qaserve.api.auth import check_api_key
 from qaserve.api.body import json_body_schema, model_response, parse_json_body
 from qaserve.api.disconnect import unless_disconnected
+from qaserve.api.errors import documented_errors
 from qaserve.api.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -21,15 +22,15 @@ from qaserve.api.serving_openai import OpenAIServing
 router = APIRouter(
     prefix="/v1",
     dependencies=[Depends(check_api_key)],
-    responses={
-        400: {"model": ErrorResponse, "description": "invalid request"},
-        401: {"model": ErrorResponse, "description": "missing or invalid API key"},
-        413: {"model": ErrorResponse, "description": "body over MAX_REQUEST_BYTES"},
-        500: {"model": ErrorResponse, "description": "internal error"},
-        503: {"model": ErrorResponse, "description": "the engine is dead"},
-    },
+    responses=documented_errors(ErrorResponse, 400, 401, 413, 500, 503),
 )
 
+# One server-sent event: "data:" holds a JSON chunk, an error object, or "[DONE]".
+SSE_EVENT = {
+    "type": "object",
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+    "required": ["data"],
+}
 STREAM_NOTE = "With `stream: true`: server-sent events of chunks, ending with `data: [DONE]`."
 
 
@@ -47,6 +48,7 @@ def _generation_route(path: str, request_model: type[BaseModel], response_model:
         path,
         response_model=response_model,
         description=STREAM_NOTE,
+        responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
         openapi_extra=json_body_schema(request_model),
     )
 

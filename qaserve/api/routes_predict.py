@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from qaserve.api.auth import check_predict_key
 from qaserve.api.body import json_body_schema, model_response, parse_json_body
 from qaserve.api.disconnect import unless_disconnected
+from qaserve.api.errors import documented_errors
 from qaserve.api.protocol import (
     HealthResponse,
     InfoResponse,
@@ -22,16 +23,12 @@ from qaserve.api.serving_predict import PredictServing
 
 # Health stays open whatever the key settings: the container's HEALTHCHECK, the launcher
 # and orchestrators' probes carry no key (vLLM's server keeps /health open too).
-health_router = APIRouter(
-    responses={503: {"model": ServerErrorResponse, "description": "the engine is dead"}}
-)
+health_router = APIRouter(responses=documented_errors(ServerErrorResponse, 503))
 router = APIRouter(
     dependencies=[Depends(check_predict_key)],
     responses={
-        413: {"model": ServerErrorResponse, "description": "body over MAX_REQUEST_BYTES"},
-        422: {"model": ValidationErrorResponse, "description": "invalid request"},
-        500: {"model": ServerErrorResponse, "description": "internal error"},
-        503: {"model": ServerErrorResponse, "description": "the engine is dead"},
+        **documented_errors(ServerErrorResponse, 413, 500, 503),
+        **documented_errors(ValidationErrorResponse, 422),
     },
 )
 

@@ -160,6 +160,8 @@ class OpenAIServing:
         self._check_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         ids = [self.prompts.tokenizer(p)["input_ids"] for p in prompts]
+        if not all(ids):
+            raise OpenAIError(400, "a prompt has no tokens: there is nothing to continue", "prompt")
         default = COMPLETION_DEFAULT_MAX_TOKENS
         params = [self._gen_params(body, len(i), "prompt", default) for i in ids]
         prompt_tokens = sum(map(len, ids))
