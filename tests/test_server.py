@@ -9,6 +9,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.load import singles as load_singles
 from qaserve.devtools.launcher import ROOT
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
@@ -246,3 +247,11 @@ def test_metrics_parse_and_carry_vllm_engine_metrics(client):
     assert families["qaserve_backend"].samples[0].labels["backend"] == "vllm"
     vllm_families = [name for name in families if name.startswith("vllm:")]
     assert vllm_families, "LOG_ENGINE_STATS=1 should bring vLLM's engine metrics"
+
+
+def test_hundreds_of_single_requests_at_once_all_get_their_answer(server):
+    # bench/load.py runs the full figures (2,000 at once and a 10,000-item batch).
+    prompts = questions(400)
+    answered, seconds, _ = asyncio.run(load_singles(server.url, prompts))
+    print(f"\n400 singles at once: {answered} answered in {seconds:.1f} s")
+    assert answered == 400
