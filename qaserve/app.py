@@ -89,8 +89,10 @@ def create_app(
     app.state.settings = configured
     app.add_middleware(BackendHeader)
     install_error_handlers(app)
-    app.include_router(routes_predict.health_router)
-    app.include_router(routes_predict.router)
-    app.include_router(routes_openai.router)
-    app.add_middleware(RequestMetrics, routes={route.path for route in app.routes})
+    routers = (routes_predict.health_router, routes_predict.router, routes_openai.router)
+    for router in routers:
+        app.include_router(router)
+    # The routers' own routes (newer FastAPI releases list included routers in app.routes).
+    paths = {route.path for router in routers for route in router.routes}
+    app.add_middleware(RequestMetrics, routes=paths)
     return app

@@ -113,7 +113,8 @@ class VllmEngine:
         self.info = info
         # "aborted": requests stopped before the engine finished them (cap, client gone)
         self.stats = {"running": 0, "aborted": 0}
-        self._processes = psutil.Process().children()  # the engine core (and its helpers)
+        # The engine core (and its helpers); not what a failed start attempt left to reap.
+        self._processes = [p for p in psutil.Process().children() if _alive(p)]
         self._requests: set[asyncio.Task] = set()
         self._dead: str | None = None
 
