@@ -170,8 +170,11 @@ class VllmEngine:
 
     async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
         """Text as it is generated; the last chunk carries the finish reason."""
-        async for chunk in self._run(prompt_ids, params, incremental=True):
-            yield chunk
+        # Closed with this stream (client gone), not whenever the garbage collector gets to
+        # it: until then vLLM would go on generating for nobody.
+        async with aclosing(self._run(prompt_ids, params, incremental=True)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         # Only a sentence cap needs to see the text grow; otherwise the final output suffices.
