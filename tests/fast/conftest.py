@@ -29,10 +29,6 @@ def tokenizer_dir(tmp_path_factory):
     return out
 
 
-async def _never_called(engine) -> None:
-    raise AssertionError(f"the fake engine died unasked: {engine.dead_reason()}")
-
-
 @dataclass
 class Api:
     app: FastAPI
@@ -52,11 +48,18 @@ def start_api(tokenizer_dir) -> StartApi:
         engine = FakeEngine()
         chosen = {"warmup_num_samples": 0, "model_manifest": None, **settings}
         config = Settings(model_dir=str(tokenizer_dir), **chosen)
-        app = create_app(config, lambda _: engine, on_engine_death or _never_called)
+        unasked_deaths: list[str | None] = []
+
+        async def record_death(dead) -> None:
+            unasked_deaths.append(dead.dead_reason())
+
+        app = create_app(config, lambda _: engine, on_engine_death or record_death)
         async with app.router.lifespan_context(app):
             # Unexpected errors come back as the 500 a client sees, not as a raised exception.
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://qaserve") as http:
                 yield Api(app, engine, http)
+        # The watch runs in a task: a death nobody asked for would otherwise go unnoticed.
+        assert unasked_deaths == [], f"the fake engine died unasked: {unasked_deaths}"
 
     return start
