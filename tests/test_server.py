@@ -1,7 +1,6 @@
 """The real server on the tiny model through vLLM: health, /predict, /info, /system_prompt."""
 
 import asyncio
-import json
 import time
 
 import httpx
@@ -9,17 +8,11 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.load import questions
 from bench.load import singles as load_singles
-from qaserve.devtools.launcher import ROOT
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
 BUDGETS = {rule["name"]: rule["max_tokens"] for rule in TEST_RULES}
-
-
-def questions(n: int) -> list[str]:
-    lines = (ROOT / "data.jsonl").read_text(encoding="utf-8").splitlines()
-    pool = [json.loads(line)["messages"][0]["content"] for line in lines if line.strip()]
-    return [f"{pool[i % len(pool)]} #{i}" for i in range(n)]
 
 
 def predict(client, payload):
