@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from qaserve.engine import BackendInfo, EngineDeadError, GenParams, GenResult
+from qaserve.engine import BackendInfo, EngineDeadError, GenParams, GenResult, TokenLogprob
 
 DEFAULT_REPLY = "这是答案。"
 
@@ -43,10 +43,25 @@ class FakeEngine:
         return self.replies.popleft() if self.replies else DEFAULT_REPLY
 
     @staticmethod
-    def _finish(text: str, params: GenParams) -> GenResult:
+    def _logprobs(text: str, params: GenParams) -> list[TokenLogprob] | None:
+        """Each character a token of logprob -1/(n+1); alternatives "a", "b", ... below it."""
+        if params.logprobs is None:
+            return None
+        return [
+            TokenLogprob(
+                char,
+                -1 / (n + 1),
+                tuple((chr(ord("a") + k), -1 / (n + 1) - k - 1) for k in range(params.logprobs)),
+            )
+            for n, char in enumerate(text)
+        ]
+
+    @classmethod
+    def _finish(cls, text: str, params: GenParams) -> GenResult:
         # One token per character, cut at the budget, as an engine would stop.
         kept = text[: params.max_tokens]
-        return GenResult(kept, len(kept), "length" if len(kept) < len(text) else "stop")
+        finish = "length" if len(kept) < len(text) else "stop"
+        return GenResult(kept, len(kept), finish, cls._logprobs(kept, params))
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         return self._finish(self._next(prompt_ids, params), params)
@@ -54,12 +69,14 @@ class FakeEngine:
     async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
         whole = self._finish(self._next(prompt_ids, params), params)
         size = self.piece_chars
-        pieces = [whole.text[i : i + size] for i in range(0, len(whole.text), size)] or [""]
-        for number, piece in enumerate(pieces):
+        starts = range(0, len(whole.text), size) or [0]
+        for number, start in enumerate(starts):
             if self.failure is not None and number == self.fail_after_pieces:
                 raise self.failure
-            last = number == len(pieces) - 1
-            yield GenResult(piece, len(piece), whole.finish_reason if last else None)
+            piece = whole.text[start : start + size]
+            finish = whole.finish_reason if number == len(starts) - 1 else None
+            logprobs = whole.logprobs and whole.logprobs[start : start + size]
+            yield GenResult(piece, len(piece), finish, logprobs)
 
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams]

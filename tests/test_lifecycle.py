@@ -37,6 +37,16 @@ def test_vllm_failure_falls_back_to_transformers(tiny_model, tmp_path):
         alone = [http.post("/predict", json={"prompt": p, "max_tokens": 6}).json() for p in prompts]
         assert batch["response"] == [a["response"] for a in alone]
         assert all(isinstance(text, str) for text in batch["response"])
+        # The fallback gives logprobs too: greedy picks the likeliest token.
+        chat = {"messages": [{"role": "user", "content": "warp"}], "max_tokens": 4}
+        reply = http.post(
+            "/v1/chat/completions", json={**chat, "logprobs": True, "top_logprobs": 2}
+        )
+        tokens = reply.json()["choices"][0]["logprobs"]["content"]
+        assert len(tokens) == reply.json()["usage"]["completion_tokens"] > 0
+        for token in tokens:
+            assert token["token"] == token["top_logprobs"][0]["token"]
+            assert token["logprob"] == pytest.approx(token["top_logprobs"][0]["logprob"])
 
 
 def test_use_vllm_true_refuses_to_fall_back(tiny_model, tmp_path):

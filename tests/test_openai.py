@@ -121,6 +121,43 @@ def test_completions_take_a_string_or_a_list(sdk, model):
     assert [streamed[i] for i in range(3)] == [c.text for c in many.choices]
 
 
+def test_chat_logprobs_are_the_engines_and_greedy_picks_the_likeliest(sdk, model):
+    reply = sdk.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=8, logprobs=True, top_logprobs=3
+    )
+    tokens = reply.choices[0].logprobs.content
+    assert len(tokens) == 8
+    for token in tokens:
+        ranked = [alternative.logprob for alternative in token.top_logprobs]
+        assert len(ranked) == 3 and ranked == sorted(ranked, reverse=True)
+        # Greedy decoding (the default temperature 0) chose the top alternative.
+        assert token.token == token.top_logprobs[0].token
+        assert token.logprob == pytest.approx(ranked[0]) and token.logprob <= 0
+
+
+def test_completion_logprobs_spell_out_the_text(sdk, model):
+    choice = sdk.completions.create(
+        model=model, prompt="__global__ void", max_tokens=6, logprobs=2
+    ).choices[0]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    starts = zip(logprobs.text_offset, logprobs.tokens, strict=True)
+    assert all(choice.text[offset:].startswith(token) for offset, token in starts)
+    # Two alternatives each (fewer only where two tokens decode to the same text).
+    assert all(1 <= len(alternatives) <= 2 for alternatives in logprobs.top_logprobs)
+
+
+def test_n_choices_are_seed_plus_index_as_in_vllm(sdk, model):
+    sampled = {"model": model, "prompt": "线程", "max_tokens": 12, "temperature": 1.0}
+    three = sdk.completions.create(**sampled, n=3, seed=5)
+    texts = [c.text for c in three.choices]
+    assert [c.index for c in three.choices] == [0, 1, 2] and len(set(texts)) > 1
+    alone = [sdk.completions.create(**sampled, seed=5 + i).choices[0].text for i in range(3)]
+    assert alone == texts
+    chat = sdk.chat.completions.create(model=model, messages=QUESTION, max_tokens=4, n=2)
+    assert [c.index for c in chat.choices] == [0, 1] and chat.usage.completion_tokens == 8
+
+
 def test_default_completion_budget_is_openais_16(sdk, model):
     assert sdk.completions.create(model=model, prompt="线程").usage.completion_tokens == 16
 
@@ -148,7 +185,8 @@ def test_api_key_is_required_on_v1_only(server, model):
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": "很长的问题 " * 2000}]}, "messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
-        ({"n": 2}, "n"),
+        ({"n": 0}, "n"),
+        ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
         ({"top_p": 0}, "top_p"),
     ],
 )

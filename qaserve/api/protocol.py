@@ -10,9 +10,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, Field, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    Field,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
-from qaserve.engine import GenParams
+from qaserve.engine import GenParams, TokenLogprob
 from qaserve.settings import (
     MaxTokens,
     Penalty,
@@ -27,6 +35,11 @@ from qaserve.settings import (
 
 # An empty stop string would stop before the first token (vLLM refuses it).
 StopString = Annotated[StrictStr, Field(min_length=1)]
+# Alternatives per token: vLLM's engine default max_logprobs (OpenAI allows 20 on chat, 5 on
+# completions).
+LogprobCount = Annotated[int, Field(ge=0, le=20)]
+# Choices per prompt, as OpenAI allows.
+ChoiceCount = Annotated[int, Field(ge=1, le=128)]
 
 
 class SamplingRequest(BaseModel):
@@ -110,19 +123,11 @@ Unsupported = Annotated[Any, AfterValidator(_refuse)]
 
 class OpenAIRequest(SamplingRequest):
     model: StrictStr | None = None
-    n: int = 1
+    n: ChoiceCount = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logprobs: Unsupported = None
     logit_bias: Unsupported = None
     response_format: TextFormat | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
 
     @property
     def include_usage(self) -> bool:
@@ -130,6 +135,14 @@ class OpenAIRequest(SamplingRequest):
 
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
+
+    def logprob_count(self) -> int | None:
+        """Alternatives wanted per generated token; None: no logprobs at all."""
+        return None
+
+    def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
+        chosen = super().to_gen_params(configured, max_tokens)
+        return replace(chosen, logprobs=self.logprob_count())
 
 
 class TextPart(BaseModel):
@@ -152,7 +165,8 @@ class ChatCompletionRequest(OpenAIRequest):
     max_completion_tokens: MaxTokens | None = None
     mode: Literal["fast", "slow"] | None = None
     chat_template_kwargs: dict | None = None
-    top_logprobs: Unsupported = None
+    logprobs: bool | None = None
+    top_logprobs: LogprobCount | None = None
     tools: Unsupported = None
     tool_choice: Annotated[Any, AfterValidator(_refuse_tool_choice)] = None
     functions: Unsupported = None
@@ -162,8 +176,18 @@ class ChatCompletionRequest(OpenAIRequest):
     prediction: Unsupported = None
     web_search_options: Unsupported = None
 
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def logprob_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def thinking(self, default_mode: str) -> bool:
         if self.mode is not None:
@@ -176,9 +200,13 @@ class ChatCompletionRequest(OpenAIRequest):
 
 class CompletionRequest(OpenAIRequest):
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    logprobs: LogprobCount | None = None
     suffix: Unsupported = None
     echo: Unsupported = None
     best_of: Annotated[Any, AfterValidator(_refuse_best_of)] = None
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
 
 # ---- /predict, /info responses ------------------------------------------------
@@ -265,9 +293,49 @@ class AssistantMessage(BaseModel):
     reasoning: str | None = None
 
 
+# JSON has no -inf: a token the model rules out is reported at this floor, as vLLM does.
+LOGPROB_FLOOR = -9999.0
+
+
+def _finite(logprob: float) -> float:
+    return max(logprob, LOGPROB_FLOOR)
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+    @classmethod
+    def of(cls, token: str, logprob: float) -> TopLogprob:
+        return cls(token=token, logprob=_finite(logprob), bytes=list(token.encode()))
+
+
+class ChatTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[ChatTokenLogprob]
+
+    @classmethod
+    def of(cls, tokens: list[TokenLogprob] | None) -> ChatLogprobs | None:
+        if tokens is None:
+            return None
+        content = [
+            ChatTokenLogprob(
+                **TopLogprob.of(t.token, t.logprob).model_dump(),
+                top_logprobs=[TopLogprob.of(*alternative) for alternative in t.top],
+            )
+            for t in tokens
+        ]
+        return cls(content=content)
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
+    logprobs: ChatLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -296,6 +364,7 @@ class DeltaMessage(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int
     delta: DeltaMessage
+    logprobs: ChatLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 
@@ -304,10 +373,35 @@ class ChatCompletionChunk(ReplyEnvelope):
     choices: list[ChatChunkChoice]
 
 
+class CompletionLogprobs(BaseModel):
+    """The legacy completions shape: parallel lists, one entry per generated token."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]  # where each token starts in the choice's text
+
+    @classmethod
+    def of(cls, tokens: list[TokenLogprob] | None, start: int = 0) -> CompletionLogprobs | None:
+        """The logprobs of tokens whose text begins ``start`` characters into the choice."""
+        if tokens is None:
+            return None
+        offsets = []
+        for t in tokens:
+            offsets.append(start)
+            start += len(t.token)
+        return cls(
+            tokens=[t.token for t in tokens],
+            token_logprobs=[_finite(t.logprob) for t in tokens],
+            top_logprobs=[{token: _finite(lp) for token, lp in t.top} for t in tokens],
+            text_offset=offsets,
+        )
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: FinishReason | None
 
 

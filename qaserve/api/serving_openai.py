@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from dataclasses import replace
 
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
@@ -27,7 +27,9 @@ from qaserve.api.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ChatLogprobs,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
     CompletionResponse,
     DeltaMessage,
@@ -45,7 +47,7 @@ from qaserve.settings import Settings
 logger = logging.getLogger(__name__)
 
 # OpenAI's own default when a completion request names no max_tokens.
-COMPLETION_DEFAULT_MAX_TOKENS = 16
+COMPLETION_MAX_TOKENS = 16
 
 
 def _finish_reason(reason: str | None) -> str:
@@ -144,36 +146,54 @@ class OpenAIServing:
             raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
         return body.to_gen_params(self.configured, max_tokens)
 
+    def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
+        """One GenParams per choice: seeded requests give choice i the seed plus i, as vLLM."""
+        if params.seed is None:
+            return [params] * body.n
+        return [replace(params, seed=params.seed + i) for i in range(body.n)]
+
     async def chat(self, body: ChatCompletionRequest) -> Response:
         self._check_model(body.model)
         thinking = body.thinking(self.settings.default_mode)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
-        params = self._gen_params(body, len(prompt_ids), "messages", None)
+        choices = self._choices(self._gen_params(body, len(prompt_ids), "messages", None), body)
         reply = ChatReply(self.settings.model_name, thinking, len(prompt_ids))
         if body.stream:
-            pieces = self.engine.stream(prompt_ids, params)
-            return _event_stream(reply.events(pieces, body.include_usage))
-        return model_response(reply.whole(await self.engine.generate(prompt_ids, params)))
+            streams = [self.engine.stream(prompt_ids, p) for p in choices]
+            return _event_stream(reply.events(streams, body.include_usage))
+        results = await self.engine.generate_batch([prompt_ids] * len(choices), choices)
+        return model_response(reply.whole(results))
 
     async def completions(self, body: CompletionRequest) -> Response:
         self._check_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) * body.n > self.settings.max_batch_size:
+            message = (
+                f"{len(prompts)} prompts times n={body.n} exceed the "
+                f"{self.settings.max_batch_size} choices a request may ask for (MAX_BATCH_SIZE)"
+            )
+            raise OpenAIError(400, message, "n")
         ids = [self.prompts.tokenizer(p)["input_ids"] for p in prompts]
         if not all(ids):
             raise OpenAIError(400, "a prompt has no tokens: there is nothing to continue", "prompt")
-        default = COMPLETION_DEFAULT_MAX_TOKENS
-        params = [self._gen_params(body, len(i), "prompt", default) for i in ids]
-        prompt_tokens = sum(map(len, ids))
-        reply = CompletionReply(self.settings.model_name, prompt_tokens)
+        # Choice index = prompt index * n + choice number, as vLLM numbers them.
+        choice_ids: list[list[int]] = []
+        choice_params: list[GenParams] = []
+        for prompt_ids in ids:
+            params = self._gen_params(body, len(prompt_ids), "prompt", COMPLETION_MAX_TOKENS)
+            choice_params += self._choices(params, body)
+            choice_ids += [prompt_ids] * body.n
+        reply = CompletionReply(self.settings.model_name, sum(map(len, ids)))
         if body.stream:
-            streams = [self.engine.stream(i, p) for i, p in zip(ids, params, strict=True)]
+            streams = list(map(self.engine.stream, choice_ids, choice_params))
             return _event_stream(reply.events(streams, body.include_usage))
-        return model_response(reply.whole(await self.engine.generate_batch(ids, params)))
+        results = await self.engine.generate_batch(choice_ids, choice_params)
+        return model_response(reply.whole(results))
 
 
 class ChatReply:
-    """Chat completion objects and chunks for one request."""
+    """Chat completion objects and chunks for one request, one choice per engine request."""
 
     def __init__(self, model: str, thinking: bool, prompt_tokens: int):
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -182,19 +202,23 @@ class ChatReply:
         self.thinking = thinking
         self.prompt_tokens = prompt_tokens
 
-    def whole(self, result: GenResult) -> ChatCompletionResponse:
+    def _choice(self, index: int, result: GenResult) -> ChatChoice:
         reasoning, answer = split_reasoning(result.text, self.thinking)
         shown = reasoning if self.thinking else None
-        message = AssistantMessage(content=answer, reasoning_content=shown, reasoning=shown)
-        choice = ChatChoice(
-            index=0, message=message, finish_reason=_finish_reason(result.finish_reason)
+        return ChatChoice(
+            index=index,
+            message=AssistantMessage(content=answer, reasoning_content=shown, reasoning=shown),
+            logprobs=ChatLogprobs.of(result.logprobs),
+            finish_reason=_finish_reason(result.finish_reason),
         )
+
+    def whole(self, results: list[GenResult]) -> ChatCompletionResponse:
         return ChatCompletionResponse(
             id=self.id,
             created=self.created,
             model=self.model,
-            choices=[choice],
-            usage=UsageInfo.of(self.prompt_tokens, result.output_tokens),
+            choices=[self._choice(i, r) for i, r in enumerate(results)],
+            usage=UsageInfo.of(self.prompt_tokens, sum(r.output_tokens for r in results)),
         )
 
     def _chunk(
@@ -204,43 +228,62 @@ class ChatReply:
             id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
         )
 
-    def _delta(self, delta: DeltaMessage, finish_reason: str | None = None) -> bytes:
-        choice = ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
-        return _sse(self._chunk([choice]))
+    def _delta(self, index: int, delta: DeltaMessage, **extra) -> bytes:
+        return _sse(self._chunk([ChatChunkChoice(index=index, delta=delta, **extra)]))
 
-    def _deltas(self, reasoning: str, answer: str) -> list[bytes]:
-        chunks = []
+    def _deltas(self, reasoning: str, answer: str) -> list[DeltaMessage]:
+        deltas = []
         if reasoning and self.thinking:
-            chunks.append(
-                self._delta(DeltaMessage(reasoning_content=reasoning, reasoning=reasoning))
-            )
+            deltas.append(DeltaMessage(reasoning_content=reasoning, reasoning=reasoning))
         if answer:
-            chunks.append(self._delta(DeltaMessage(content=answer)))
+            deltas.append(DeltaMessage(content=answer))
+        return deltas
+
+    def _piece(self, index: int, deltas: list[DeltaMessage], piece: GenResult) -> list[bytes]:
+        """A piece's deltas; its logprobs ride on the last one (on an empty delta if none)."""
+        logprobs = ChatLogprobs.of(piece.logprobs)
+        if logprobs is not None and not deltas:
+            deltas = [DeltaMessage()]
+        last = len(deltas) - 1
+        return [
+            self._delta(index, delta, logprobs=logprobs if n == last else None)
+            for n, delta in enumerate(deltas)
+        ]
+
+    def _close(self, index: int, splitter: ReasoningSplitter, finish: str | None) -> list[bytes]:
+        """What the splitter still held back, then the choice's finish reason."""
+        chunks = [self._delta(index, delta) for delta in self._deltas(*splitter.finish())]
+        chunks.append(self._delta(index, DeltaMessage(), finish_reason=_finish_reason(finish)))
         return chunks
 
     async def events(
-        self, pieces: AsyncIterator[GenResult], include_usage: bool
+        self, streams: list[AsyncIterator[GenResult]], include_usage: bool
     ) -> AsyncIterator[bytes]:
-        yield self._delta(DeltaMessage(role="assistant", content=""))
-        splitter = ReasoningSplitter(self.thinking)
-        tokens, finish = 0, None
-        # Closing this stream (client gone) closes the engine stream at once.
-        async with aclosing(pieces):
-            async for piece in pieces:
-                tokens += piece.output_tokens
-                finish = piece.finish_reason or finish
-                for chunk in self._deltas(*splitter.feed(piece.text)):
+        splitters = [ReasoningSplitter(self.thinking) for _ in streams]
+        open_choices = set(range(len(streams)))
+        for index in open_choices:
+            yield self._delta(index, DeltaMessage(role="assistant", content=""))
+        tokens = 0
+        # Leaving this loop (client gone) cancels the engine streams at once.
+        async for index, piece in _interleave(streams):
+            tokens += piece.output_tokens
+            deltas = self._deltas(*splitters[index].feed(piece.text))
+            for chunk in self._piece(index, deltas, piece):
+                yield chunk
+            if piece.finish_reason:
+                open_choices.discard(index)
+                for chunk in self._close(index, splitters[index], piece.finish_reason):
                     yield chunk
-        for chunk in self._deltas(*splitter.finish()):
-            yield chunk
-        yield self._delta(DeltaMessage(), _finish_reason(finish))
+        for index in sorted(open_choices):  # a stream that ended without saying why
+            for chunk in self._close(index, splitters[index], None):
+                yield chunk
         if include_usage:
             yield _sse(self._chunk([], UsageInfo.of(self.prompt_tokens, tokens)))
         yield _sse("[DONE]")
 
 
 class CompletionReply:
-    """Text completion objects and chunks for one request (one choice per prompt)."""
+    """Text completion objects and chunks for one request (n choices per prompt)."""
 
     def __init__(self, model: str, prompt_tokens: int):
         self.id = f"cmpl-{uuid.uuid4().hex}"
@@ -257,7 +300,12 @@ class CompletionReply:
 
     def whole(self, results: list[GenResult]) -> CompletionResponse:
         choices = [
-            CompletionChoice(index=n, text=r.text, finish_reason=_finish_reason(r.finish_reason))
+            CompletionChoice(
+                index=n,
+                text=r.text,
+                logprobs=CompletionLogprobs.of(r.logprobs),
+                finish_reason=_finish_reason(r.finish_reason),
+            )
             for n, r in enumerate(results)
         ]
         completion_tokens = sum(r.output_tokens for r in results)
@@ -267,10 +315,17 @@ class CompletionReply:
         self, streams: list[AsyncIterator[GenResult]], include_usage: bool
     ) -> AsyncIterator[bytes]:
         tokens = 0
+        text_sent = [0] * len(streams)  # characters of each choice so far: logprob offsets
         async for index, piece in _interleave(streams):
             tokens += piece.output_tokens
             finish = _finish_reason(piece.finish_reason) if piece.finish_reason else None
-            choice = CompletionChoice(index=index, text=piece.text, finish_reason=finish)
+            choice = CompletionChoice(
+                index=index,
+                text=piece.text,
+                logprobs=CompletionLogprobs.of(piece.logprobs, text_sent[index]),
+                finish_reason=finish,
+            )
+            text_sent[index] += len(piece.text)
             yield _sse(self._response([choice]))
         if include_usage:
             yield _sse(self._response([], UsageInfo.of(self.prompt_tokens, tokens)))

@@ -5,10 +5,25 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from qaserve.engine.types import BackendInfo, Engine, EngineDeadError, GenParams, GenResult
+from qaserve.engine.types import (
+    BackendInfo,
+    Engine,
+    EngineDeadError,
+    GenParams,
+    GenResult,
+    TokenLogprob,
+)
 from qaserve.settings import Settings
 
-__all__ = ["BackendInfo", "Engine", "EngineDeadError", "GenParams", "GenResult", "start_engine"]
+__all__ = [
+    "BackendInfo",
+    "Engine",
+    "EngineDeadError",
+    "GenParams",
+    "GenResult",
+    "TokenLogprob",
+    "start_engine",
+]
 
 logger = logging.getLogger(__name__)
 

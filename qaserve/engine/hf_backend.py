@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from itertools import groupby
 
-from qaserve.engine.types import BackendInfo, GenParams, GenResult
+from qaserve.engine.types import BackendInfo, GenParams, GenResult, TokenLogprob
 from qaserve.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -127,14 +127,15 @@ class TransformersEngine:
                 max_new_tokens=max(p.max_tokens for p in params),
                 repetition_penalty=first.repetition_penalty,
                 pad_token_id=pad_id,
+                return_dict_in_generate=True,
+                # The model's own logits, before sampling reshapes them (as vLLM reports).
+                output_logits=any(p.logprobs is not None for p in params),
                 **sampling,
             )
-        return [
-            self._row_result(row[width:].tolist(), p) for row, p in zip(output, params, strict=True)
-        ]
+        return [self._row_result(output, row, p, width) for row, p in enumerate(params)]
 
-    def _row_result(self, new_ids: list[int], params: GenParams) -> GenResult:
-        new_ids = new_ids[: params.max_tokens]
+    def _row_result(self, output, row: int, params: GenParams, width: int) -> GenResult:
+        new_ids = output.sequences[row][width:].tolist()[: params.max_tokens]
         eos = self._model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
         finish = "length"
@@ -144,9 +145,32 @@ class TransformersEngine:
                 break
         text = self._tokenizer.decode(new_ids, skip_special_tokens=True)
         text, stopped = cut_at_stop(text, params.stop)
+        logprobs = None
+        if params.logprobs is not None:
+            logprobs = self._token_logprobs(output.logits, row, new_ids, params.logprobs)
         return GenResult(
-            text=text, output_tokens=len(new_ids), finish_reason="stop" if stopped else finish
+            text=text,
+            output_tokens=len(new_ids),
+            finish_reason="stop" if stopped else finish,
+            logprobs=logprobs,
         )
+
+    def _token_logprobs(self, logits, row: int, new_ids: list[int], top: int):
+        import torch
+
+        chosen = []
+        for step, token_id in enumerate(new_ids):
+            scores = torch.log_softmax(logits[step][row].float(), dim=-1)
+            best = torch.topk(scores, top)
+            alternatives = zip(best.indices.tolist(), best.values.tolist(), strict=True)
+            chosen.append(
+                TokenLogprob(
+                    self._tokenizer.decode([token_id]),
+                    scores[token_id].item(),
+                    tuple((self._tokenizer.decode([i]), value) for i, value in alternatives),
+                )
+            )
+        return chosen
 
     async def shutdown(self) -> None:
         self._model = None

@@ -22,6 +22,8 @@ class GenParams:
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    # Log-probabilities of each generated token and of this many alternatives (None: none).
+    logprobs: int | None = None
     # Stop once this many sentence endings were generated (0: no cap).
     max_sentences: int = 0
     sentence_endings: str = "。！？"
@@ -37,6 +39,15 @@ class GenParams:
 OWN_STOPPING = frozenset({"max_sentences", "sentence_endings"})
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text, its log-probability and the likeliest alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()  # (token, logprob), likeliest first
+
+
 @dataclass
 class GenResult:
     """A whole answer, or one streamed piece of it."""
@@ -44,6 +55,7 @@ class GenResult:
     text: str
     output_tokens: int  # tokens the engine generated for this text
     finish_reason: str | None  # "stop", "length", "sentences", "abort"; None mid-stream
+    logprobs: list[TokenLogprob] | None = None  # one per token, when GenParams asked for them
 
 
 @dataclass
@@ -89,9 +101,12 @@ def count_sentence_ends(text: str, endings: str) -> int:
 
 async def join_chunks(chunks: AsyncIterator[GenResult]) -> GenResult:
     parts: list[str] = []
+    logprobs: list[TokenLogprob] | None = None
     tokens, finish = 0, None
     async for chunk in chunks:
         parts.append(chunk.text)
         tokens += chunk.output_tokens
         finish = chunk.finish_reason or finish
-    return GenResult("".join(parts), tokens, finish or "length")
+        if chunk.logprobs is not None:
+            logprobs = (logprobs or []) + chunk.logprobs
+    return GenResult("".join(parts), tokens, finish or "length", logprobs)

@@ -26,6 +26,7 @@ from qaserve.engine.types import (
     EngineDeadError,
     GenParams,
     GenResult,
+    TokenLogprob,
     count_sentence_ends,
     join_chunks,
 )
@@ -99,6 +100,20 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False):
 
     kind = RequestOutputKind.DELTA if incremental else RequestOutputKind.FINAL_ONLY
     return SamplingParams(**params.engine_sampling(), output_kind=kind)
+
+
+def token_logprobs(token_ids, positions, top: int) -> list[TokenLogprob]:
+    """vLLM's per-position logprob maps (token id -> Logprob) for the tokens it generated."""
+    chosen = []
+    for token_id, position in zip(token_ids, positions, strict=True):
+        ranked = sorted(
+            (entry for entry in position.values() if entry.rank is not None and entry.rank <= top),
+            key=lambda entry: entry.rank,
+        )
+        picked = position[token_id]
+        alternatives = tuple((entry.decoded_token or "", entry.logprob) for entry in ranked)
+        chosen.append(TokenLogprob(picked.decoded_token or "", picked.logprob, alternatives))
+    return chosen
 
 
 # vLLM's names for "the engine is gone" (V1 in every release, V0 and its RPC client in 0.10).
@@ -206,7 +221,10 @@ class VllmEngine:
                         ends += count_sentence_ends(piece.text, params.sentence_endings)
                         if ends >= params.max_sentences:
                             finish = "sentences"
-                    yield GenResult(piece.text, len(piece.token_ids), finish)
+                    logprobs = None
+                    if params.logprobs is not None:
+                        logprobs = token_logprobs(piece.token_ids, piece.logprobs, params.logprobs)
+                    yield GenResult(piece.text, len(piece.token_ids), finish, logprobs)
                     if finish:
                         return
         except asyncio.CancelledError:

@@ -88,7 +88,10 @@ async def test_completions_give_one_choice_per_prompt(start_api):
         ({"messages": []}, "messages"),
         ({"messages": QUESTION, "temperature": 2.5}, "temperature"),
         ({"messages": QUESTION, "max_tokens": 100000}, "max_tokens"),
-        ({"messages": QUESTION, "n": 2}, "n"),
+        ({"messages": QUESTION, "n": 0}, "n"),
+        ({"messages": QUESTION, "n": 129}, "n"),
+        ({"messages": QUESTION, "top_logprobs": 2}, "top_logprobs"),  # needs logprobs: true
+        ({"messages": QUESTION, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ],
 )
 async def test_bad_requests_are_400s_naming_the_param(start_api, body, param):
@@ -98,6 +101,106 @@ async def test_bad_requests_are_400s_naming_the_param(start_api, body, param):
         assert reply.status_code == 400
         error = reply.json()["error"]
         assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+async def test_chat_logprobs_in_openais_shape_whole_and_streamed(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("答案。", "答案。")
+        model = (await sdk.models.list()).data[0].id
+        asked = {"model": model, "messages": QUESTION, "logprobs": True, "top_logprobs": 2}
+        whole = (await sdk.chat.completions.create(**asked)).choices[0].logprobs.content
+        assert api.engine.calls[0][1].logprobs == 2
+        assert [t.token for t in whole] == ["答", "案", "。"]
+        assert [t.logprob for t in whole] == [-1.0, -0.5, -1 / 3]
+        assert whole[0].bytes == list("答".encode())
+        assert [[a.token for a in t.top_logprobs] for t in whole] == [["a", "b"]] * 3
+        stream = await sdk.chat.completions.create(**asked, stream=True)
+        streamed = [
+            t
+            async for chunk in stream
+            for c in chunk.choices
+            if c.logprobs
+            for t in c.logprobs.content
+        ]
+        assert streamed == whole
+
+
+async def test_no_logprobs_unless_asked(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        model = (await sdk.models.list()).data[0].id
+        reply = await sdk.chat.completions.create(model=model, messages=QUESTION, logprobs=False)
+        assert reply.choices[0].logprobs is None and api.engine.calls[0][1].logprobs is None
+
+
+async def test_completion_logprobs_have_tokens_offsets_and_alternatives(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("甲乙丙", "甲乙丙")
+        model = (await sdk.models.list()).data[0].id
+        whole = (await sdk.completions.create(model=model, prompt="a", logprobs=1)).choices[0]
+        logprobs = whole.logprobs
+        assert logprobs.tokens == ["甲", "乙", "丙"] and logprobs.text_offset == [0, 1, 2]
+        assert logprobs.token_logprobs == [-1.0, -0.5, -1 / 3]
+        assert logprobs.top_logprobs == [{"a": -2.0}, {"a": -1.5}, {"a": -1 / 3 - 1}]
+        stream = await sdk.completions.create(model=model, prompt="a", logprobs=1, stream=True)
+        offsets = [
+            o async for chunk in stream for c in chunk.choices for o in c.logprobs.text_offset
+        ]
+        assert offsets == [0, 1, 2]
+
+
+async def test_n_choices_with_seeds_one_apart(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("一", "二", "三")
+        model = (await sdk.models.list()).data[0].id
+        reply = await sdk.chat.completions.create(model=model, messages=QUESTION, n=3, seed=7)
+        assert [(c.index, c.message.content) for c in reply.choices] == [
+            (0, "一"),
+            (1, "二"),
+            (2, "三"),
+        ]
+        assert [p.seed for _, p in api.engine.calls] == [7, 8, 9]
+        assert len({tuple(ids) for ids, _ in api.engine.calls}) == 1  # one prompt, three choices
+        assert reply.usage.completion_tokens == 3
+        assert reply.usage.prompt_tokens == len(api.engine.calls[0][0])  # counted once
+
+
+async def test_n_streamed_choices_each_end_with_their_finish_reason(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("甲甲甲。", "乙乙。")
+        model = (await sdk.models.list()).data[0].id
+        stream = await sdk.chat.completions.create(model=model, messages=QUESTION, n=2, stream=True)
+        texts, finishes = {0: "", 1: ""}, {}
+        async for chunk in stream:
+            for choice in chunk.choices:
+                texts[choice.index] += choice.delta.content or ""
+                if choice.finish_reason:
+                    finishes[choice.index] = choice.finish_reason
+        assert texts == {0: "甲甲甲。", 1: "乙乙。"} and finishes == {0: "stop", 1: "stop"}
+
+
+async def test_completions_number_choices_prompt_by_prompt(start_api):
+    async with sdk_on(start_api) as (sdk, api):
+        api.engine.queue("a1", "a2", "b1", "b2")
+        model = (await sdk.models.list()).data[0].id
+        reply = await sdk.completions.create(model=model, prompt=["a", "b"], n=2)
+        assert [(c.index, c.text) for c in reply.choices] == [
+            (0, "a1"),
+            (1, "a2"),
+            (2, "b1"),
+            (3, "b2"),
+        ]
+        prompts = [
+            api.app.state.openai_serving.prompts.tokenizer.decode(i) for i, _ in api.engine.calls
+        ]
+        assert prompts == ["a", "a", "b", "b"]
+
+
+async def test_more_choices_than_a_batch_may_hold_is_a_400_naming_n(start_api):
+    async with sdk_on(start_api, max_batch_size=4) as (sdk, api):
+        model = (await sdk.models.list()).data[0].id
+        with pytest.raises(openai.BadRequestError) as refused:
+            await sdk.completions.create(model=model, prompt=["a", "b", "c"], n=2)
+        assert refused.value.body["param"] == "n" and api.engine.calls == []
 
 
 async def test_missing_key_is_a_401_in_openai_shape(start_api):
@@ -156,8 +259,6 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,A
 @pytest.mark.parametrize(
     ("path", "fields", "param"),
     [
-        ("/v1/chat/completions", {"logprobs": True}, "logprobs"),
-        ("/v1/chat/completions", {"top_logprobs": 3}, "top_logprobs"),
         ("/v1/chat/completions", {"tools": [{"type": "function"}]}, "tools"),
         ("/v1/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
         ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
@@ -171,7 +272,6 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,A
         ("/v1/completions", {"suffix": "end"}, "suffix"),
         ("/v1/completions", {"echo": True}, "echo"),
         ("/v1/completions", {"best_of": 2}, "best_of"),
-        ("/v1/completions", {"logprobs": 2}, "logprobs"),
     ],
 )
 async def test_fields_the_server_cannot_honour_are_refused_by_name(start_api, path, fields, param):
