@@ -52,15 +52,13 @@ ENV MODEL_MANIFEST=/models/manifest.json \
     VLLM_NO_USAGE_STATS=1 \
     VLLM_DO_NOT_TRACK=1 \
     DO_NOT_TRACK=1
-# Serving defaults (README, Settings); override any of them with -e at run time.
-ENV HOST=0.0.0.0 \
+# Serving defaults: the competition profile (qaserve/profiles.py, README "Competition"),
+# set for the judge's run; override any value with -e at run time, or PROFILE=general.
+ENV PROFILE=competition \
+    HOST=0.0.0.0 \
     PORT=8000 \
-    BATCH_MODE=0 \
     USE_VLLM=auto \
-    MAX_MODEL_LEN=4096 \
-    GPU_MEMORY_UTILIZATION=0.9 \
     WARMUP_DATA_PATH=/app/data.jsonl \
-    WARMUP_NUM_SAMPLES=8 \
     LOG_LEVEL=info
 
 EXPOSE 8000

@@ -24,10 +24,10 @@ from qaserve.api.serving_predict import PredictServing
 from qaserve.core.answerer import Answerer
 from qaserve.core.prompts import PromptBuilder, context_length
 from qaserve.core.warmup import run_warmup
-from qaserve.engine import Engine, start_engine
+from qaserve.engine import Engine, engine_environment_names, start_engine
 from qaserve.lifecycle import exit_for_restart, watch_engine
 from qaserve.model_files import with_manifest_paths
-from qaserve.settings import Settings, get_settings
+from qaserve.settings import Settings, get_settings, unread_environment
 
 logger = logging.getLogger("qaserve")
 
@@ -52,6 +52,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         _configure_logging(configured.log_level)
+        unread = unread_environment(engine_environment_names())
+        for name, why in unread.items():
+            logger.warning("environment variable %s is not used: %s", name, why)
         engine = engine_factory(configured)
         # The start ladder may have had to change settings to bring the engine up.
         settings = configured.model_copy(update=engine.info.adjusted)
@@ -73,7 +76,7 @@ def create_app(
             )
             answerer = Answerer(settings, engine, prompts)
             warmup = await run_warmup(answerer, settings)
-            app.state.predict_serving = PredictServing(settings, engine, answerer, warmup)
+            app.state.predict_serving = PredictServing(settings, engine, answerer, warmup, unread)
             app.state.openai_serving = OpenAIServing(
                 settings, engine, prompts, created=int(time.time())
             )

@@ -25,6 +25,7 @@ class FakeEngine:
     stats: dict[str, int] = field(default_factory=lambda: {"running": 0, "aborted": 0})
     replies: deque[str] = field(default_factory=deque)
     calls: list[tuple[list[int], GenParams]] = field(default_factory=list)
+    deadlines: list[float | None] = field(default_factory=list)  # one per generate_batch
     failure: Exception | None = None  # raised by every call while set
     fail_after_pieces: int | None = None  # a stream raises ``failure`` after this many pieces
     piece_chars: int = 2
@@ -79,8 +80,9 @@ class FakeEngine:
             yield GenResult(piece, len(piece), finish, logprobs)
 
     async def generate_batch(
-        self, prompts: list[list[int]], params: list[GenParams]
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None = None
     ) -> list[GenResult]:
+        self.deadlines.append(deadline)
         results = []
         for prompt, one in zip(prompts, params, strict=True):
             results.append(await self.generate(prompt, one))

@@ -234,6 +234,7 @@ class InfoResponse(BaseModel):
     counters: dict[str, float]
     engine_stats: dict[str, int]
     settings: dict[str, Any]
+    unread_environment: dict[str, str]  # ignored variables that look meant for the server
 
 
 class ValidationIssue(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 from fastapi.responses import Response
@@ -24,22 +25,31 @@ class Counters:
     output_tokens: int = 0
     engine_seconds: float = 0.0
     in_flight: int = 0
+    cut_at_deadline: int = 0  # items PREDICT_DEADLINE_SECONDS stopped
 
     def add(self, answers: Answers) -> None:
         self.requests += 1
         self.items += len(answers.texts)
         self.output_tokens += answers.output_tokens
         self.engine_seconds += answers.seconds
+        self.cut_at_deadline += answers.cut_at_deadline
 
 
 class PredictServing:
     def __init__(
-        self, settings: Settings, engine: Engine, answerer: Answerer, warmup: WarmupReport
+        self,
+        settings: Settings,
+        engine: Engine,
+        answerer: Answerer,
+        warmup: WarmupReport,
+        unread_environment: dict[str, str],
     ):
         self.settings = settings
         self.engine = engine
         self.answerer = answerer
         self.warmup = warmup
+        # Variables that look meant for the server but that it ignores, with why.
+        self.unread_environment = unread_environment
         self.counters = Counters()
 
     def health(self) -> HealthResponse:
@@ -54,9 +64,12 @@ class PredictServing:
         if len(questions) > limit:
             message = f"batch of {len(questions)} prompts exceeds MAX_BATCH_SIZE={limit}"
             raise invalid_request("too_long", ("body", "prompt"), message, len(questions))
+        deadline = None
+        if self.settings.predict_deadline_seconds is not None:
+            deadline = time.monotonic() + self.settings.predict_deadline_seconds
         self.counters.in_flight += 1
         try:
-            answers = await self.answerer.answer(questions, body.overrides())
+            answers = await self.answerer.answer(questions, body.overrides(), deadline)
         finally:
             self.counters.in_flight -= 1
         self.counters.add(answers)
@@ -66,6 +79,7 @@ class PredictServing:
         headers = {
             "X-Process-Seconds": f"{answers.seconds:.6f}",
             "X-Output-Tokens": str(answers.output_tokens),
+            "X-Cut-At-Deadline": str(answers.cut_at_deadline),
         }
         return model_response(reply, headers)
 
@@ -93,4 +107,5 @@ class PredictServing:
             counters=asdict(self.counters),
             engine_stats=self.engine.stats,
             settings=self.settings.public_dict(),
+            unread_environment=self.unread_environment,
         )

@@ -31,6 +31,7 @@ class Answers:
     texts: list[str]
     output_tokens: int
     seconds: float
+    cut_at_deadline: int = 0  # answers the deadline stopped
 
 
 class ParamPlanner:
@@ -78,7 +79,13 @@ class Answerer:
     def context_len(self) -> int:
         return self.prompts.context_len
 
-    async def answer(self, questions: list[str], overrides: Overrides | None = None) -> Answers:
+    async def answer(
+        self,
+        questions: list[str],
+        overrides: Overrides | None = None,
+        deadline: float | None = None,
+    ) -> Answers:
+        """Answers in order; at ``deadline`` (time.monotonic()) the unfinished ones are cut."""
         started = time.perf_counter()
         prepare = partial(self._prepare, questions, overrides or {})
         small = len(questions) <= INLINE_QUESTIONS_MAX
@@ -86,7 +93,7 @@ class Answerer:
             params, prompt_ids = prepare()
         else:
             params, prompt_ids = await asyncio.to_thread(prepare)
-        results = await self.engine.generate_batch(prompt_ids, params)
+        results = await self.engine.generate_batch(prompt_ids, params, deadline)
         texts = [
             self.planner.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)
             for r, p in zip(results, params, strict=True)
@@ -95,4 +102,5 @@ class Answerer:
             texts=texts,
             output_tokens=sum(r.output_tokens for r in results),
             seconds=time.perf_counter() - started,
+            cut_at_deadline=sum(r.finish_reason == "deadline" for r in results),
         )

@@ -73,10 +73,10 @@ class LengthPolicy:
 
     def plan(self, question: str) -> LengthPlan:
         s = self.settings
-        return choose_plan(question, s.budget_rules, s.max_new_tokens, s.max_sentences)
+        return choose_plan(question, s.routed_rules(), s.max_new_tokens, s.max_sentences)
 
     def engine_stops(self) -> tuple[str, ...]:
-        stops = list(self.settings.stop_strings)
+        stops = self.settings.engine_stop_strings()
         if self.settings.trim_examples:
             stops.extend(self.settings.example_markers)
         return tuple(dict.fromkeys(stops))
@@ -86,6 +86,7 @@ class LengthPolicy:
         if s.trim_examples:
             text = cut_at_markers(text, s.example_markers)
         text = cap_sentences(text, max_sentences, s.sentence_endings)
-        if s.trim_partial_sentence and finish_reason == "length":
+        # An answer stopped short (budget or deadline) may end mid-sentence.
+        if s.trim_partial_sentence and finish_reason in ("length", "deadline"):
             text = trim_partial_sentence(text, s.sentence_endings)
         return tidy_end(text)

@@ -22,6 +22,7 @@ __all__ = [
     "GenParams",
     "GenResult",
     "TokenLogprob",
+    "engine_environment_names",
     "start_engine",
 ]
 
@@ -36,6 +37,15 @@ def _fallback_banner(reason: str) -> None:
         reason,
         rule,
     )
+
+
+def engine_environment_names() -> set[str]:
+    """The environment variables vLLM itself reads (none where vLLM is absent)."""
+    try:
+        from vllm import envs
+    except ImportError:
+        return set()
+    return set(envs.environment_variables)
 
 
 def start_engine(settings: Settings) -> Engine:

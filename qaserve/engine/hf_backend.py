@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from itertools import groupby
 
@@ -86,21 +87,27 @@ class TransformersEngine:
         yield await self.generate(prompt_ids, params)
 
     async def generate_batch(
-        self, prompts: list[list[int]], params: list[GenParams]
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None = None
     ) -> list[GenResult]:
         # One model, one batch at a time; generate() runs off the event loop.
         async with self._lock:
-            return await asyncio.to_thread(self._generate_all, prompts, params)
+            return await asyncio.to_thread(self._generate_all, prompts, params, deadline)
 
-    def _generate_all(self, prompts: list[list[int]], params: list[GenParams]) -> list[GenResult]:
+    def _generate_all(
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
+    ) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(prompts)
         for indices in plan_micro_batches(params, self._batch_size):
-            rows = self._generate_rows([prompts[i] for i in indices], [params[i] for i in indices])
+            rows = self._generate_rows(
+                [prompts[i] for i in indices], [params[i] for i in indices], deadline
+            )
             for index, result in zip(indices, rows, strict=True):
                 results[index] = result
         return results  # type: ignore[return-value]
 
-    def _generate_rows(self, prompts: list[list[int]], params: list[GenParams]) -> list[GenResult]:
+    def _generate_rows(
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
+    ) -> list[GenResult]:
         import torch
 
         pad_id = self._tokenizer.pad_token_id
@@ -130,6 +137,8 @@ class TransformersEngine:
                 return_dict_in_generate=True,
                 # The model's own logits, before sampling reshapes them (as vLLM reports).
                 output_logits=any(p.logprobs is not None for p in params),
+                # generate() stops after the step that passes this many seconds.
+                max_time=None if deadline is None else max(0.0, deadline - time.monotonic()),
                 **sampling,
             )
         return [self._row_result(output, row, p, width) for row, p in enumerate(params)]
@@ -138,7 +147,8 @@ class TransformersEngine:
         new_ids = output.sequences[row][width:].tolist()[: params.max_tokens]
         eos = self._model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
-        finish = "length"
+        # Short of its budget without an end token: generate() ran out of time.
+        finish = "length" if len(new_ids) == params.max_tokens else "deadline"
         for position, token in enumerate(new_ids):
             if token in eos_ids:
                 new_ids, finish = new_ids[:position], "stop"

@@ -54,7 +54,8 @@ class GenResult:
 
     text: str
     output_tokens: int  # tokens the engine generated for this text
-    finish_reason: str | None  # "stop", "length", "sentences", "abort"; None mid-stream
+    # "stop", "length", "sentences", "deadline" (cut where it stood), "abort"; None mid-stream
+    finish_reason: str | None
     logprobs: list[TokenLogprob] | None = None  # one per token, when GenParams asked for them
 
 
@@ -84,9 +85,10 @@ class Engine(Protocol):
         """Generate one answer piece by piece; the last piece has the finish reason."""
 
     async def generate_batch(
-        self, prompts: list[list[int]], params: list[GenParams]
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None = None
     ) -> list[GenResult]:
-        """Generate answers for all prompts, in order."""
+        """Generate answers for all prompts, in order. At ``deadline`` (time.monotonic()),
+        every unfinished answer stops and comes back as far as it got (finish "deadline")."""
 
     async def shutdown(self) -> None:
         """Stop the engine and every process it started."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -187,22 +188,28 @@ class VllmEngine:
         """Text as it is generated; the last chunk carries the finish reason."""
         # Closed with this stream (client gone), not whenever the garbage collector gets to
         # it: until then vLLM would go on generating for nobody.
-        async with aclosing(self._run(prompt_ids, params, incremental=True)) as chunks:
+        chunks = self._run(prompt_ids, params, uuid.uuid4().hex, incremental=True)
+        async with aclosing(chunks):
             async for chunk in chunks:
                 yield chunk
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
-        # Only a sentence cap needs to see the text grow; otherwise the final output suffices.
-        chunks = self._run(prompt_ids, params, incremental=bool(params.max_sentences))
-        return await join_chunks(chunks)
+        return await join_chunks(self._run(prompt_ids, params, uuid.uuid4().hex))
 
     async def _run(
-        self, prompt_ids: list[int], params: GenParams, incremental: bool
+        self,
+        prompt_ids: list[int],
+        params: GenParams,
+        request_id: str,
+        incremental: bool | None = None,
     ) -> AsyncIterator[GenResult]:
+        if incremental is None:
+            # Only a sentence cap needs to see the text grow; else the final output suffices.
+            incremental = bool(params.max_sentences)
         stream = self._engine.generate(
             {"prompt_token_ids": prompt_ids},
             vllm_sampling_params(params, incremental),
-            uuid.uuid4().hex,
+            request_id,
         )
         if self._dead is not None:
             raise self._dead_error()
@@ -244,11 +251,54 @@ class VllmEngine:
             self.stats["aborted"] += not engine_finished
 
     async def generate_batch(
-        self, prompts: list[list[int]], params: list[GenParams]
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None = None
     ) -> list[GenResult]:
         # Every item enters the engine now, each with its own parameters, so
         # different budgets share the same running batch.
-        return list(await asyncio.gather(*map(self.generate, prompts, params)))
+        if deadline is None:
+            return list(await asyncio.gather(*map(self.generate, prompts, params)))
+        return await self._generate_until(deadline, prompts, params)
+
+    async def _generate_until(
+        self, deadline: float, prompts: list[list[int]], params: list[GenParams]
+    ) -> list[GenResult]:
+        request_ids = [uuid.uuid4().hex for _ in prompts]
+        tasks = [
+            asyncio.ensure_future(join_chunks(self._run(prompt, one, request_id)))
+            for prompt, one, request_id in zip(prompts, params, request_ids, strict=True)
+        ]
+        cut: dict[asyncio.Future, GenResult] = {}
+        try:
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+            # What each late answer has so far, read before its request is aborted.
+            cut = {
+                task: self._so_far(request_id)
+                for task, request_id in zip(tasks, request_ids, strict=True)
+                if task in late
+            }
+        finally:  # also when this request is cancelled (its client left)
+            for task in tasks:
+                task.cancel()
+        if cut:
+            logger.warning("deadline: %d of %d answers cut where they stood", len(cut), len(tasks))
+            await asyncio.wait(cut)  # their engine requests are aborted
+        return [cut[task] if task in cut else task.result() for task in tasks]
+
+    def _so_far(self, request_id: str) -> GenResult:
+        """The text and token count of a running request, from vLLM's own output processor
+        (its V1 engine, 0.10 through today): the final output vLLM hands an aborted request's
+        caller carries them only from 0.10.1, and streaming every item to know them costs
+        throughput. An engine without that state gives an empty answer, logged."""
+        processor = getattr(self._engine, "output_processor", None)
+        try:
+            # Newer releases key the states by internal ids, one or more per request id.
+            internal = getattr(processor, "external_req_ids", {}).get(request_id, [request_id])
+            text_so_far = processor.request_states[internal[0]].detokenizer
+            text = text_so_far.get_next_output_text(False, False)
+            return GenResult(text, len(text_so_far.output_token_ids), "deadline")
+        except (AttributeError, IndexError, KeyError) as exc:
+            logger.warning("deadline: no partial text from this engine (%r)", exc)
+            return GenResult("", 0, "deadline")
 
     async def shutdown(self) -> None:
         stop = getattr(self._engine, "shutdown", None) or self._engine.shutdown_background_loop

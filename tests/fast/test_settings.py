@@ -11,10 +11,15 @@ from qaserve.settings import Settings
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+def readme_section(title: str) -> str:
+    """The README's text from the heading "## title" to the next heading of that level."""
+    text = README.read_text(encoding="utf-8")
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_settings() -> dict[str, str]:
     """Setting name -> default, from the README's settings table."""
-    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| (.*?) \|", README.read_text(encoding="utf-8"), re.M)
-    return dict(rows)
+    return dict(re.findall(r"^\| `([A-Z0-9_]+)` \| (.*?) \|", readme_section("Settings"), re.M))
 
 
 def test_every_setting_is_documented_with_its_default():
