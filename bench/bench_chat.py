@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import tiny_engine_env
+from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_REQUESTS = 512
 CONCURRENCY = 64
@@ -125,11 +125,7 @@ def main() -> None:
 
     questions = read_questions(ROOT / "data.jsonl")[:N_REQUESTS]
     with tempfile.TemporaryDirectory() as scratch:
-        model = args.model
-        if model is None:
-            from qaserve.devtools.tiny_model import build_tiny_model
-
-            model = build_tiny_model(Path(scratch) / "tiny")
+        model = model_or_tiny(args.model, Path(scratch))
         env = tiny_engine_env(model, SERVED_MODEL_NAME="bench", WARMUP_NUM_SAMPLES="8")
         logs = Path(scratch)
         # The same keep-alive as ours (KEEP_ALIVE_SECONDS), so neither drops pooled connections.

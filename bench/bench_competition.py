@@ -23,7 +23,7 @@ import httpx
 
 from bench.bench_predict import Sample, load_questions, median, post_predict, settle
 from qaserve.devtools.launcher import Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import tiny_engine_env
+from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_QUESTIONS = 512
 BUDGET = 128
@@ -109,11 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
     with tempfile.TemporaryDirectory() as scratch:
-        model = args.model
-        if model is None:
-            from qaserve.devtools.tiny_model import build_tiny_model
-
-            model = build_tiny_model(Path(scratch) / "tiny")
+        model = model_or_tiny(args.model, Path(scratch))
         logs = Path(scratch)
         if args.only in (None, "guard"):
             print(guard_overhead(model, logs, args.repeats), flush=True)

@@ -30,7 +30,7 @@ import aiohttp
 import psutil
 
 from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import tiny_engine_env
+from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_QUESTIONS = 512
 UNIFORM_BUDGET = 128
@@ -322,11 +322,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as scratch:
-        model = args.model
-        if model is None:
-            from qaserve.devtools.tiny_model import build_tiny_model
-
-            model = build_tiny_model(Path(scratch) / "tiny")
+        model = model_or_tiny(args.model, Path(scratch))
         env = server_env(model)
         logs = Path(scratch)
         with RawEngine(env, logs / "raw.log") as raw, Server(env, logs / "server.log") as server:

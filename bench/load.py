@@ -17,7 +17,7 @@ import aiohttp
 
 from qaserve.core.warmup import read_questions
 from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import tiny_engine_env
+from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 MAX_TOKENS = 16
 
@@ -67,11 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
     with tempfile.TemporaryDirectory() as scratch:
-        model = args.model
-        if model is None:
-            from qaserve.devtools.tiny_model import build_tiny_model
-
-            model = build_tiny_model(Path(scratch) / "tiny")
+        model = model_or_tiny(args.model, Path(scratch))
         env = tiny_engine_env(
             model, MAX_NEW_TOKENS=str(MAX_TOKENS), MAX_BATCH_SIZE=str(max(args.batch, 1))
         )

@@ -102,6 +102,11 @@ def build_tiny_model(out_dir: str | Path, vocab_size: int = 4096, seed: int = 0)
     return out
 
 
+def model_or_tiny(model: Path | None, scratch: Path) -> Path:
+    """The model folder given, or else the tiny model, built under ``scratch``."""
+    return model if model is not None else build_tiny_model(scratch / "tiny")
+
+
 def tiny_engine_env(model_dir: str | Path, **extra: str) -> dict[str, str]:
     """Settings that run the tiny model on a CPU machine, reproducibly."""
     env = {
