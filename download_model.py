@@ -30,13 +30,13 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_origin
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qaserve.flags import Flag, add_flags
 from qaserve.manifest import Entry, ListedFile, Manifest, ManifestError
 
 log = logging.getLogger("download_model")
@@ -56,14 +56,6 @@ class DownloadError(Exception):
 
 
 # --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class Flag:
-    """Marks a setting that is also the command-line flag ``name``."""
-
-    name: str
-    help: str | None = None
 
 
 Source = Literal["auto", "modelscope", "hf", "local", "pypi-gguf"]
@@ -99,23 +91,7 @@ class DownloadSettings(BaseSettings):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    try:
-        env = DownloadSettings()
-    except ValidationError as exc:
-        parser.error(f"invalid environment: {exc}")
-    for name, field in DownloadSettings.model_fields.items():
-        flag = next((item for item in field.metadata if isinstance(item, Flag)), None)
-        if flag is None:
-            continue
-        text = f"{flag.help or ''} [env {name.upper()}]".strip()
-        options = {"default": getattr(env, name), "help": text}
-        if field.annotation is bool:
-            options["action"] = "store_true"
-        elif get_origin(field.annotation) is Literal:
-            options["choices"] = get_args(field.annotation)
-        else:
-            options["type"] = field.annotation
-        parser.add_argument(flag.name, **options)
+    env = add_flags(parser, DownloadSettings)
     args = parser.parse_args(argv)
     args.cache_dir = Path(args.cache_dir).resolve()
     args.manifest = Path(args.manifest or args.cache_dir / "manifest.json").resolve()

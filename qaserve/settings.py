@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from qaserve.adapters import parse_adapters, pick_adapter
+
 DEFAULT_SYSTEM_PROMPT = (
     "你是CUDA与并行计算课程的助教。请用简洁、准确的教科书式中文直接回答问题，"
     "先给出结论，再用一两句话说明关键原因；不要寒暄，不要重复问题。"
@@ -129,6 +131,13 @@ class Settings(BaseSettings):
     spec_ngram_prompt_lookup_min: int = Field(default=1, gt=0)
     draft_model_dir: str | None = None
 
+    # LoRA adapters served beside the model by vLLM (name -> folder; the manifest adds its
+    # own), each picked by its name as a /v1 request's model.
+    lora_adapters: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # The model /predict (and a /v1 request naming none) answers with: an adapter's name or
+    # the base's; None: the manifest's served adapter if it has one, else the base.
+    default_adapter: str | None = None
+
     # Sampling defaults (a /predict request may override them)
     max_new_tokens: MaxTokens = 256
     temperature: Temperature = 0.0
@@ -166,6 +175,8 @@ class Settings(BaseSettings):
         _list_from_env
     )
 
+    _parse_adapters = field_validator("lora_adapters", mode="before")(parse_adapters)
+
     @field_validator("sentence_endings")
     @classmethod
     def _endings_not_empty(cls, value: str) -> str:
@@ -182,6 +193,15 @@ class Settings(BaseSettings):
     @property
     def model_name(self) -> str:
         return self.served_model_name or Path(self.model_dir.rstrip("/")).name
+
+    def adapter_for(self, model: str | None) -> str | None:
+        """The adapter a model name picks (None: the base model); no name: the default.
+        LookupError for a name that is neither the base's nor an adapter's."""
+        if model is None:
+            if self.default_adapter is None:
+                return None
+            model = self.default_adapter
+        return pick_adapter(model, self.model_name, self.lora_adapters)
 
 
 @lru_cache

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
@@ -113,18 +114,24 @@ class OpenAIServing:
         self.configured = configured_params(settings)
 
     def models(self) -> ModelList:
-        card = ModelCard(
-            id=self.settings.model_name,
-            created=self.created,
-            max_model_len=self.prompts.context_len,
-        )
-        return ModelList(data=[card])
+        """The base model, then each LoRA adapter served beside it."""
+        base = self.settings.model_name
+        cards = [
+            ModelCard(
+                id=name,
+                created=self.created,
+                max_model_len=self.prompts.context_len,
+                parent=None if name == base else base,
+            )
+            for name in [base, *self.settings.lora_adapters]
+        ]
+        return ModelList(data=cards)
 
-    def _check_model(self, requested: str | None) -> None:
-        served = self.settings.model_name
-        if requested is not None and requested != served:
-            message = f"model {requested!r} is not served here; this server serves {served!r}"
-            raise OpenAIError(400, message, "model", "model_not_found")
+    def _adapter_for(self, requested: str | None) -> str | None:
+        try:
+            return self.settings.adapter_for(requested)
+        except LookupError as exc:
+            raise OpenAIError(400, str(exc), "model", "model_not_found") from None
 
     def _gen_params(
         self, body: OpenAIRequest, prompt_len: int, prompt_field: str, default: int | None
@@ -142,10 +149,10 @@ class OpenAIServing:
                 f"the {context_len}-token context"
             )
             raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
-        return body.to_gen_params(self.configured, max_tokens)
+        adapter = self._adapter_for(body.model)
+        return replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
 
     async def chat(self, body: ChatCompletionRequest) -> Response:
-        self._check_model(body.model)
         thinking = body.thinking(self.settings.default_mode)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
@@ -157,7 +164,6 @@ class OpenAIServing:
         return model_response(reply.whole(await self.engine.generate(prompt_ids, params)))
 
     async def completions(self, body: CompletionRequest) -> Response:
-        self._check_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         ids = [self.prompts.tokenizer(p)["input_ids"] for p in prompts]
         if not all(ids):
