@@ -32,6 +32,16 @@ class ListedFile(BaseModel):
     size: int
 
 
+def listed_files(folder: Path) -> list[ListedFile]:
+    """Every file under ``folder`` with its size; hidden ones (hub bookkeeping) left out."""
+    relative = (path.relative_to(folder) for path in sorted(folder.rglob("*")) if path.is_file())
+    return [
+        ListedFile(path=str(rel), size=(folder / rel).stat().st_size)
+        for rel in relative
+        if not any(part.startswith(".") for part in rel.parts)
+    ]
+
+
 class Entry(BaseModel):
     id: str
     revision: str

@@ -204,7 +204,7 @@ def test_malformed_manifest_is_a_manifest_error(tmp_path):
         with_manifest_paths(settings)
     # download_model.py takes it for no manifest at all, and downloads again.
     wanted = (MODEL, "master", "modelscope")
-    assert download_model.cached_entry(tmp_path / "manifest.json", "model", wanted) is None
+    assert download_model.cached_entry(tmp_path / "manifest.json", wanted) is None
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match=r"manifest\.json cannot be read"):
         with_manifest_paths(settings)
