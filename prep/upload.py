@@ -63,6 +63,7 @@ def upload(settings: UploadSettings, token: str) -> None:
         folder_path=str(folder),
         revision=settings.upload_revision,
         commit_message=settings.upload_message,
+        use_cache=False,  # its resume record would be written into the model folder
     )
 
 
