@@ -391,9 +391,10 @@ def with_adapter(args, token: str | None) -> Manifest:
     from prep.merge import merge_adapter
 
     target = args.cache_dir / "merged" / name
-    what = f"{name} merged into {base.id}"
-    log.info("%s: merging into %s", what, target)
+    what = f"adapter {name} merged into {base.id}"
+    started = time.perf_counter()
     merge_adapter(Path(base.path), Path(adapter.path), target)
+    log.info("%s: %s in %.1f s", what, target, time.perf_counter() - started)
     model = manifest_entry(adapter.id, adapter.revision, "merged", target, what)
     return Manifest(model=model, base=base, adapters=[record])
 

@@ -45,7 +45,7 @@ class QuantizeSettings(BaseSettings):
     calibration_data: Annotated[str, Flag("--data")] = "data.jsonl"
     calibration_samples: Annotated[int, Flag("--samples", "distinct questions drawn")] = 64
     calibration_seed: Annotated[int, Flag("--seed")] = 0
-    calibration_max_tokens: Annotated[int, Flag("--max-tokens", "tokens per sample, at most")] = 512
+    calibration_max_length: Annotated[int, Flag("--max-length", "tokens per sample, at most")] = 512
 
 
 def needs_calibration(scheme: str, algorithm: str) -> bool:
@@ -91,13 +91,13 @@ def calibration_dataset(settings: QuantizeSettings, tokenizer):
         tokenizer,
         settings.calibration_samples,
         settings.calibration_seed,
-        settings.calibration_max_tokens,
+        settings.calibration_max_length,
     )
     encoded = tokenizer(
         texts,
         add_special_tokens=False,
         truncation=True,
-        max_length=settings.calibration_max_tokens,
+        max_length=settings.calibration_max_length,
     )
     return Dataset.from_dict(dict(encoded))
 
@@ -117,7 +117,7 @@ def quantize(settings: QuantizeSettings, source: Path, target: Path) -> Quantiza
         options = {
             "dataset": dataset,
             "num_calibration_samples": samples,
-            "max_seq_length": settings.calibration_max_tokens,
+            "max_seq_length": settings.calibration_max_length,
         }
     log.info("%s (%s) of %s: %d calibration samples", scheme, algorithm, source, samples)
     oneshot(model=model, recipe=steps, **options)
