@@ -26,13 +26,37 @@ ARG DRAFT_MODEL_ID=
 ARG DRAFT_MODEL_REVISION=master
 ARG DRAFT_REQUIRED=0
 ARG HF_ENDPOINT=
+# A LoRA adapter (ModelScope id or /model-src/...): merged into the model with peft, or
+# served beside it by vLLM (ADAPTER_MODE=serve); without MODEL_ID its own config names the base.
+ARG ADAPTER_ID=
+ARG ADAPTER_REVISION=master
+ARG ADAPTER_MODE=merge
+ARG ADAPTER_NAME=
 COPY model-src/ /model-src/
-COPY qaserve/__init__.py qaserve/manifest.py qaserve/
+COPY qaserve/__init__.py qaserve/manifest.py qaserve/flags.py qaserve/adapters.py qaserve/
+COPY prep/__init__.py prep/merge.py prep/
 COPY download_model.py ./
 # The token comes only as a build secret (id model_token): never an ARG or ENV, so it is in
 # no layer and no history. Without one, public models download as usual.
 RUN --mount=type=secret,id=model_token,required=false \
     python3 download_model.py --cache-dir /models --manifest /models/manifest.json
+# QUANTIZE=w4a16|w8a8|fp8: quantize the model with llmcompressor in a venv of its own (its
+# pins collide with vLLM's); calibration from data.jsonl as served. Empty: no quantization.
+ARG QUANTIZE=
+ARG QUANTIZE_ALGORITHM=gptq
+ARG CALIBRATION_SAMPLES=64
+ARG CALIBRATION_MAX_LENGTH=512
+COPY requirements-quantize.txt data.jsonl ./
+COPY qaserve/settings.py qaserve/
+COPY qaserve/core/__init__.py qaserve/core/prompts.py qaserve/core/
+COPY prep/ prep/
+RUN if [ -n "$QUANTIZE" ]; then \
+      python3 -m venv --system-site-packages /opt/quant \
+      && /opt/quant/bin/pip install --no-cache-dir -r requirements-quantize.txt \
+      && /opt/quant/bin/python -m prep quantize --manifest /models/manifest.json \
+        --scheme "$QUANTIZE" --algorithm "$QUANTIZE_ALGORITHM" \
+        --samples "$CALIBRATION_SAMPLES" --max-length "$CALIBRATION_MAX_LENGTH"; \
+    fi
 
 FROM base
 COPY --from=model /models /models

@@ -14,6 +14,11 @@ the Dockerfile's build args and ``scripts/serve.sh`` drive the same command. Sou
 - ``auto`` (default): ``local`` for an existing folder, else ``modelscope``; no MODEL_ID at
   all means the embedded default above.
 
+With ADAPTER_ID (a LoRA adapter, from the same source) the base model is the one its
+``adapter_config.json`` names unless MODEL_ID is set; ADAPTER_MODE ``merge`` merges it into
+the base with peft (the manifest's model is then the merged folder), ``serve`` keeps it
+apart for vLLM to serve beside the base under ADAPTER_NAME.
+
 The client picks the folder names (ModelScope turns ``.`` into ``___`` in some layouts), so
 the manifest records the path it returned, and the server takes it from there.
 """
@@ -30,14 +35,15 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_origin
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qaserve.manifest import Entry, ListedFile, Manifest, ManifestError
+from qaserve.adapters import AdapterError, adapter_config, base_model_of
+from qaserve.flags import Flag, add_flags
+from qaserve.manifest import Adapter, Entry, ListedFile, Manifest, ManifestError, listed_files
 
 log = logging.getLogger("download_model")
 
@@ -58,14 +64,6 @@ class DownloadError(Exception):
 # --------------------------------------------------------------------------- options
 
 
-@dataclass(frozen=True)
-class Flag:
-    """Marks a setting that is also the command-line flag ``name``."""
-
-    name: str
-    help: str | None = None
-
-
 Source = Literal["auto", "modelscope", "hf", "local", "pypi-gguf"]
 
 
@@ -78,6 +76,15 @@ class DownloadSettings(BaseSettings):
     model_id: Annotated[str, Flag("--model-id")] = ""
     model_revision: Annotated[str, Flag("--revision")] = "master"
     model_source: Annotated[Source, Flag("--source")] = "auto"
+    adapter_id: Annotated[str, Flag("--adapter-id", "a LoRA adapter for the model")] = ""
+    adapter_revision: Annotated[str, Flag("--adapter-revision")] = "master"
+    adapter_mode: Annotated[
+        Literal["merge", "serve"],
+        Flag("--adapter-mode", "merge it into the model, or serve it beside the model"),
+    ] = "merge"
+    adapter_name: Annotated[
+        str, Flag("--adapter-name", "its model name in /v1 (default: the id's last part)")
+    ] = ""
     draft_model_id: Annotated[str, Flag("--draft-model-id")] = ""
     draft_model_revision: Annotated[str, Flag("--draft-revision")] = "master"
     draft_required: Annotated[
@@ -99,23 +106,7 @@ class DownloadSettings(BaseSettings):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    try:
-        env = DownloadSettings()
-    except ValidationError as exc:
-        parser.error(f"invalid environment: {exc}")
-    for name, field in DownloadSettings.model_fields.items():
-        flag = next((item for item in field.metadata if isinstance(item, Flag)), None)
-        if flag is None:
-            continue
-        text = f"{flag.help or ''} [env {name.upper()}]".strip()
-        options = {"default": getattr(env, name), "help": text}
-        if field.annotation is bool:
-            options["action"] = "store_true"
-        elif get_origin(field.annotation) is Literal:
-            options["choices"] = get_args(field.annotation)
-        else:
-            options["type"] = field.annotation
-        parser.add_argument(flag.name, **options)
+    env = add_flags(parser, DownloadSettings)
     args = parser.parse_args(argv)
     args.cache_dir = Path(args.cache_dir).resolve()
     args.manifest = Path(args.manifest or args.cache_dir / "manifest.json").resolve()
@@ -294,16 +285,6 @@ FETCHERS = {
 # --------------------------------------------------------------------------- checks
 
 
-def listed_files(folder: Path) -> list[ListedFile]:
-    """Every file under ``folder`` with its size; hidden ones (hub bookkeeping) left out."""
-    relative = (path.relative_to(folder) for path in sorted(folder.rglob("*")) if path.is_file())
-    return [
-        ListedFile(path=str(rel), size=(folder / rel).stat().st_size)
-        for rel in relative
-        if not any(part.startswith(".") for part in rel.parts)
-    ]
-
-
 def verify_model_dir(folder: Path, what: str) -> list[ListedFile]:
     """A loadable model: config.json (valid JSON), a tokenizer, a weight file; none empty."""
     files = listed_files(folder)
@@ -324,37 +305,60 @@ def verify_model_dir(folder: Path, what: str) -> list[ListedFile]:
     return files
 
 
-def manifest_entry(model_id: str, revision: str, source: str, folder: Path, what: str) -> Entry:
+def verify_adapter_dir(folder: Path, what: str) -> list[ListedFile]:
+    """A LoRA adapter: its peft config, a weight file; none empty."""
+    files = listed_files(folder)
+    problems = [f"{f.path} is empty" for f in files if f.size == 0]
+    try:
+        adapter_config(folder)
+    except AdapterError as exc:
+        problems.append(str(exc))
+    if not any(f.path.endswith(WEIGHT_SUFFIXES) for f in files):
+        problems.append("no weight file (adapter_model.safetensors, ...)")
+    if problems:
+        problems = "; ".join(problems)
+        raise DownloadError(f"{what} in {folder} is incomplete: {problems}", EXIT_INCOMPLETE)
+    return files
+
+
+def manifest_entry(
+    model_id: str, revision: str, source: str, folder: Path, what: str, verify=verify_model_dir
+) -> Entry:
     return Entry(
         id=model_id,
         revision=revision,
         source=source,
         path=str(folder.resolve()),
-        files=verify_model_dir(folder, what),
+        files=verify(folder, what),
     )
 
 
-def cached_entry(manifest: Path, role: str, wanted: tuple[str, str, str]) -> Entry | None:
-    """The manifest's entry for this role if it names the same (id, revision, source) and
-    is still on disk; None for any other manifest, or none at all."""
+def cached_entry(manifest: Path, wanted: tuple[str, str, str]) -> Entry | None:
+    """The manifest's entry (model, base, draft or adapter) that names the same (id,
+    revision, source) and is still on disk; None for any other manifest, or none at all."""
     try:
-        entry = getattr(Manifest.read(manifest), role)
+        entries = Manifest.read(manifest).entries()
     except ManifestError:
         return None
-    if entry is None or (entry.id, entry.revision, entry.source) != wanted:
-        return None
-    folder = Path(entry.path)
-    return entry if folder.is_dir() and listed_files(folder) == entry.files else None
+    for entry in entries:
+        folder = Path(entry.path)
+        if (entry.id, entry.revision, entry.source) != wanted or not folder.is_dir():
+            continue
+        if listed_files(folder) == entry.files:
+            return Entry.model_validate(entry.model_dump(include=set(Entry.model_fields)))
+    return None
 
 
-def fetch_entry(args, role: str, model_id: str, revision: str, token: str | None) -> Entry:
+def fetch_entry(
+    args, role: str, model_id: str, revision: str, token: str | None, verify=verify_model_dir
+) -> Entry:
     source = resolve_source(args.source, model_id)
     model_id = model_id or DEFAULT_GGUF_PACKAGE
     what = f"{role} {model_id}@{revision} from {source}"
     # A local folder is copied again each time: it may have changed under the same name.
     entry = None
     if source != "local":
-        entry = cached_entry(args.manifest, role, (model_id, revision, source))
+        entry = cached_entry(args.manifest, (model_id, revision, source))
     if entry:
         log.info("%s: already in %s", what, entry.path)
         return entry
@@ -364,14 +368,43 @@ def fetch_entry(args, role: str, model_id: str, revision: str, token: str | None
         return FETCHERS[source](model_id, revision, args, token)
 
     folder = with_retries(fetch, what, args.retries, args.backoff_seconds)
-    entry = manifest_entry(model_id, revision, source, folder, what)
+    entry = manifest_entry(model_id, revision, source, folder, what, verify)
     log.info("%s: %d files in %s", what, len(entry.files), entry.path)
     return entry
 
 
+def with_adapter(args, token: str | None) -> Manifest:
+    """The base model and the adapter: merged into one folder, or side by side."""
+    adapter = fetch_entry(
+        args, "adapter", args.adapter_id, args.adapter_revision, token, verify_adapter_dir
+    )
+    try:
+        model_id = args.model_id or base_model_of(adapter.path)
+    except AdapterError as exc:
+        raise DownloadError(str(exc), EXIT_INCOMPLETE) from exc
+    base = fetch_entry(args, "model", model_id, args.revision, token)
+    name = args.adapter_name or args.adapter_id.rstrip("/").rsplit("/", 1)[-1]
+    merged = args.adapter_mode == "merge"
+    record = Adapter(name=name, merged=merged, **adapter.model_dump())
+    if not merged:
+        return Manifest(model=base, adapters=[record])
+    from prep.merge import merge_adapter
+
+    target = args.cache_dir / "merged" / name
+    what = f"adapter {name} merged into {base.id}"
+    started = time.perf_counter()
+    merge_adapter(Path(base.path), Path(adapter.path), target)
+    log.info("%s: %s in %.1f s", what, target, time.perf_counter() - started)
+    model = manifest_entry(adapter.id, adapter.revision, "merged", target, what)
+    return Manifest(model=model, base=base, adapters=[record])
+
+
 def build_manifest(args) -> Manifest:
     token = read_token(args.token_file, args.env_token)
-    manifest = Manifest(model=fetch_entry(args, "model", args.model_id, args.revision, token))
+    if args.adapter_id:
+        manifest = with_adapter(args, token)
+    else:
+        manifest = Manifest(model=fetch_entry(args, "model", args.model_id, args.revision, token))
     if args.draft_model_id:
         try:
             manifest.draft = fetch_entry(

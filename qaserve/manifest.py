@@ -1,9 +1,13 @@
 """The manifest ``download_model.py`` writes and the server reads: where each model landed.
 
-    {"format": 1, "model": entry, "draft": entry or null, "draft_error": "..." (optional)}
+    {"format": 2, "model": entry, "draft": entry or null, "draft_error": "..." (optional),
+     "base": entry or null, "adapters": [adapter, ...], "quantization": {...} or null}
 
 An entry names the model (id, revision, source), the folder the hub client chose, and each
-file in it with its size, so the server can check the folder is still whole.
+file in it with its size, so the server can check the folder is still whole. ``model`` is
+the folder the server loads; when it was made from a download (a LoRA adapter merged into
+it, or quantized), ``base`` is that download. An adapter entry says whether it was merged
+into ``model`` or is served beside it by vLLM under its name.
 
 Only the standard library and pydantic here: the Dockerfile's model stage copies this file
 (with ``qaserve/__init__.py``) next to ``download_model.py``, without the rest of the package.
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-FORMAT = 1  # the manifest format this code reads and writes
+FORMAT = 2  # the manifest format this code reads and writes
 
 
 class ManifestError(RuntimeError):
@@ -26,6 +30,16 @@ class ManifestError(RuntimeError):
 class ListedFile(BaseModel):
     path: str  # relative to the entry's folder
     size: int
+
+
+def listed_files(folder: Path) -> list[ListedFile]:
+    """Every file under ``folder`` with its size; hidden ones (hub bookkeeping) left out."""
+    relative = (path.relative_to(folder) for path in sorted(folder.rglob("*")) if path.is_file())
+    return [
+        ListedFile(path=str(rel), size=(folder / rel).stat().st_size)
+        for rel in relative
+        if not any(part.startswith(".") for part in rel.parts)
+    ]
 
 
 class Entry(BaseModel):
@@ -50,11 +64,33 @@ class Entry(BaseModel):
         return str(folder)
 
 
+class Adapter(Entry):
+    name: str  # the model name a /v1 request picks it by
+    merged: bool  # True: merged into the manifest's model; False: served beside it
+
+
+class Quantization(BaseModel):
+    scheme: str  # w4a16, w8a8, fp8
+    algorithm: str  # gptq, awq, rtn
+    calibration_samples: int  # prompts sampled from the data (0: none needed)
+    seed: int
+
+
 class Manifest(BaseModel):
     format: int = FORMAT
     model: Entry
     draft: Entry | None = None
     draft_error: str | None = None  # why the draft was skipped; written only when set
+    base: Entry | None = None  # the download ``model`` was made from, if it was
+    adapters: list[Adapter] = []
+    quantization: Quantization | None = None
+
+    def entries(self) -> list[Entry]:
+        """Every folder the manifest names."""
+        return [e for e in (self.model, self.draft, self.base, *self.adapters) if e is not None]
+
+    def served_adapters(self) -> list[Adapter]:
+        return [adapter for adapter in self.adapters if not adapter.merged]
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

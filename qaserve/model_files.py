@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def with_manifest_paths(settings: Settings) -> Settings:
-    """Settings whose model_dir (and draft_model_dir) come from MODEL_MANIFEST, if set."""
+    """Settings whose model_dir (and draft_model_dir, and the adapters served beside the
+    model) come from MODEL_MANIFEST, if set. A served adapter there is the default one
+    unless DEFAULT_ADAPTER says otherwise."""
     if not settings.model_manifest:
         return settings
     path = Path(settings.model_manifest)
@@ -30,4 +32,8 @@ def with_manifest_paths(settings: Settings) -> Settings:
         update["draft_model_dir"] = manifest.draft.checked_folder(path)
     elif manifest.draft_error:
         logger.warning("no draft model in %s: %s", path, manifest.draft_error)
+    served = {adapter.name: adapter.checked_folder(path) for adapter in manifest.served_adapters()}
+    if served:
+        update["lora_adapters"] = {**served, **settings.lora_adapters}
+        update["default_adapter"] = settings.default_adapter or next(iter(served))
     return settings.model_copy(update=update)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from qaserve.adapters import parse_adapters, pick_adapter
 from qaserve.profiles import PROFILES
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -191,6 +192,13 @@ class Settings(BaseSettings):
         default=None, validation_alias=also_read_as("draft_model_dir", "spec_draft_model_dir")
     )
 
+    # LoRA adapters served beside the model by vLLM (name -> folder; the manifest adds its
+    # own), each picked by its name as a /v1 request's model.
+    lora_adapters: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # The model /predict (and a /v1 request naming none) answers with: an adapter's name or
+    # the base's; None: the manifest's served adapter if it has one, else the base.
+    default_adapter: str | None = None
+
     # Sampling defaults (a /predict request may override them)
     max_new_tokens: MaxTokens = 256
     temperature: Temperature = 0.0
@@ -288,6 +296,8 @@ class Settings(BaseSettings):
         self.budget_rules = rules
         return self
 
+    _parse_adapters = field_validator("lora_adapters", mode="before")(parse_adapters)
+
     @field_validator("sentence_endings")
     @classmethod
     def _endings_not_empty(cls, value: str) -> str:
@@ -304,6 +314,15 @@ class Settings(BaseSettings):
     @property
     def model_name(self) -> str:
         return self.served_model_name or Path(self.model_dir.rstrip("/")).name
+
+    def adapter_for(self, model: str | None) -> str | None:
+        """The adapter a model name picks (None: the base model); no name: the default.
+        LookupError for a name that is neither the base's nor an adapter's."""
+        if model is None:
+            if self.default_adapter is None:
+                return None
+            model = self.default_adapter
+        return pick_adapter(model, self.model_name, self.lora_adapters)
 
     def routed_rules(self) -> list[BudgetRule]:
         """The budget rules questions are routed by (none with DISABLE_TOKEN_ROUTING)."""
@@ -329,6 +348,10 @@ READ_AT_BUILD_TIME = frozenset(
         "MODEL_TOKEN",
         "DOWNLOAD_RETRIES",
         "DOWNLOAD_BACKOFF_SECONDS",
+        "ADAPTER_ID",
+        "ADAPTER_REVISION",
+        "ADAPTER_MODE",
+        "ADAPTER_NAME",
     }
 )
 

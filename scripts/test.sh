@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command: set up .venv (and .venv-py310) and the container tools if needed, lint,
-# run the fast tests under Python 3.10 (the evaluation image's), then the whole suite on
+# The test command: set up .venv (and .venv-py310, .venv-quant) and the container tools if
+# needed, lint, run the fast tests under Python 3.10 (the evaluation image's), then the whole suite on
 # the CPU (the container check included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
+bash scripts/setup_quant_venv.sh >/dev/null
 bash scripts/setup_container_tools.sh
 # The web UI test drives Debian's Chromium (its own browser downloads cannot work here).
 browser=(chromium chromium-driver fonts-wqy-microhei)
@@ -17,7 +18,7 @@ VENV=${VENV:-.venv}
 python310=$(bash scripts/setup_fast_venv.sh)
 if [ -n "$python310" ]; then
   echo "Python 3.10: compiling every source file, then the fast tests" >&2
-  "$python310" -m compileall -q -x '(^|/)\.venv' qaserve eval bench tests serve.py download_model.py
+  "$python310" -m compileall -q -x '(^|/)\.venv' qaserve prep eval bench tests serve.py download_model.py
   "$python310" -m pytest tests/fast -q -p no:cacheprovider
 fi
 exec "$VENV/bin/python" -m pytest "$@"

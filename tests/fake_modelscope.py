@@ -1,4 +1,5 @@
-"""A local stand-in for the part of ModelScope's file API that ``snapshot_download`` calls.
+"""A local stand-in for the part of ModelScope's file API that ``snapshot_download`` and
+``HubApi.upload_folder`` call.
 
 The real ``modelscope`` client is pointed here with ``MODELSCOPE_DOMAIN``. Two
 endpoints, read off the installed client (``modelscope_hub/_legacy_api.py``):
@@ -8,12 +9,18 @@ endpoints, read off the installed client (``modelscope_hub/_legacy_api.py``):
 - ``GET /api/v1/models/{owner}/{name}/repo?Revision=R&FilePath=P``: one file's bytes,
   honouring ``Range`` (the client resumes and splits large files with it).
 
+Uploads (``modelscope_hub/_legacy_api.py``): ``POST /api/v1/models`` creates a repository
+(``Path``, ``Name``); ``POST /api/v1/repos/models/{repo}/info/lfs/objects/batch`` answers
+which blobs to send and where; ``PUT /blobs/{sha256}`` takes one; ``POST
+/api/v1/repos/models/{repo}/commit/{revision}`` writes files from blobs or inline base64.
+
 Errors use ModelScope's JSON body (``Code``, ``Message``, ``Success``) and status.
 Every request is recorded, so tests can assert what the client asked for.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -26,6 +33,9 @@ from urllib.parse import parse_qs, urlparse
 _FILES = re.compile(r"^/api/v1/models/([^/]+/[^/]+)/repo/files$")
 _FILE = re.compile(r"^/api/v1/models/([^/]+/[^/]+)/repo$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_BATCH = re.compile(r"^/api/v1/repos/models/([^/]+/[^/]+)/info/lfs/objects/batch$")
+_COMMIT = re.compile(r"^/api/v1/repos/models/([^/]+/[^/]+)/commit/([^/]+)$")
+_BLOB = re.compile(r"^/blobs/([0-9a-f]{64})$")
 
 
 @dataclass
@@ -50,6 +60,8 @@ class FakeModelScope:
     token: str | None = None  # when set, every request must carry it
     failures: dict[str, int] = field(default_factory=dict)  # path prefix -> 503s left
     requests: list[tuple[str, int]] = field(default_factory=list)  # (path, status)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # uploaded, by sha256
+    commits: list[str] = field(default_factory=list)  # their messages
 
     def __enter__(self) -> FakeModelScope:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -96,10 +108,64 @@ def _handler_for(hub: FakeModelScope) -> type[BaseHTTPRequestHandler]:
             status = self._answer(url.path, query)
             hub.requests.append((self.path, status))
 
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            hub.requests.append((self.path, self._post(urlparse(self.path).path, body)))
+
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            blob = _BLOB.match(urlparse(self.path).path)
+            if not self._authorized():
+                status = self._error(401, "invalid or missing token")
+            elif not blob or hashlib.sha256(body).hexdigest() != blob.group(1):
+                status = self._error(400, "blob does not match its sha256")
+            else:
+                hub.blobs[blob.group(1)] = body
+                status = self._json(200, {"Code": 200, "Success": True})
+            hub.requests.append((self.path, status))
+
+        def _authorized(self) -> bool:
+            return not hub.token or self.headers.get("Authorization") == f"Bearer {hub.token}"
+
+        def _post(self, path: str, raw: bytes) -> int:
+            if not self._authorized():
+                return self._error(401, "invalid or missing token")
+            body = json.loads(raw or b"{}")
+            if path == "/api/v1/models":
+                repo = f"{body['Path']}/{body['Name']}"
+                hub.repos.setdefault(repo, Repo({"master": {}}))
+                return self._ok({"Path": body["Path"], "Name": body["Name"]})
+            if batch := _BATCH.match(path):
+                if batch.group(1) not in hub.repos:
+                    return self._error(404, f"model {batch.group(1)} not found")
+                objects = [
+                    {"oid": o["oid"], "size": o["size"], "actions": {}}
+                    if o["oid"] in hub.blobs
+                    else {**o, "actions": {"upload": {"href": f"{hub.url}/blobs/{o['oid']}"}}}
+                    for o in body["objects"]
+                ]
+                return self._ok({"objects": objects})
+            if commit := _COMMIT.match(path):
+                repo = hub.repos.get(commit.group(1))
+                if repo is None:
+                    return self._error(404, f"model {commit.group(1)} not found")
+                files = repo.revisions.setdefault(commit.group(2), {})
+                for action in body["actions"]:
+                    if action["type"] == "lfs":
+                        files[action["path"]] = hub.blobs[action["sha256"]]
+                    else:
+                        files[action["path"]] = base64.b64decode(action["content"])
+                hub.commits.append(body["commit_message"])
+                return self._ok({"Revision": commit.group(2)})
+            return self._error(404, f"no such endpoint {path}")
+
+        def _ok(self, data: dict) -> int:
+            return self._json(200, {"Code": 200, "Data": data, "Success": True})
+
         def _answer(self, path: str, query: dict[str, str]) -> int:
             if hub._take_failure(path):
                 return self._error(503, "service unavailable")
-            if hub.token and self.headers.get("Authorization") != f"Bearer {hub.token}":
+            if not self._authorized():
                 return self._error(401, "invalid or missing token")
             listing, single = _FILES.match(path), _FILE.match(path)
             match = listing or single

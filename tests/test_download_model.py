@@ -188,23 +188,23 @@ def manifest_settings(tmp_path: Path, manifest: dict) -> Settings:
 
 
 def test_manifest_of_another_format_is_refused(tmp_path):
-    settings = manifest_settings(tmp_path, {"format": 2, "models": []})
+    settings = manifest_settings(tmp_path, {"format": 1, "model": {}})
     with pytest.raises(
-        ManifestError, match=r"manifest\.json has format 2, this version reads format 1"
+        ManifestError, match=r"manifest\.json has format 1, this version reads format 2"
     ):
         with_manifest_paths(settings)
 
 
 def test_malformed_manifest_is_a_manifest_error(tmp_path):
     entry = {"id": MODEL, "revision": "master", "source": "modelscope", "files": []}
-    settings = manifest_settings(tmp_path, {"format": 1, "model": entry, "draft": None})
+    settings = manifest_settings(tmp_path, {"format": 2, "model": entry, "draft": None})
     with pytest.raises(
         ManifestError, match=r"manifest\.json is malformed: model\.path: Field required"
     ):
         with_manifest_paths(settings)
     # download_model.py takes it for no manifest at all, and downloads again.
     wanted = (MODEL, "master", "modelscope")
-    assert download_model.cached_entry(tmp_path / "manifest.json", "model", wanted) is None
+    assert download_model.cached_entry(tmp_path / "manifest.json", wanted) is None
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match=r"manifest\.json cannot be read"):
         with_manifest_paths(settings)

@@ -262,6 +262,7 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "qaserve"
     max_model_len: int
+    parent: str | None = None  # a LoRA adapter's base model, as vLLM lists adapters
 
 
 class ModelList(BaseModel):

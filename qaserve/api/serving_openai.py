@@ -115,18 +115,24 @@ class OpenAIServing:
         self.configured = configured_params(settings)
 
     def models(self) -> ModelList:
-        card = ModelCard(
-            id=self.settings.model_name,
-            created=self.created,
-            max_model_len=self.prompts.context_len,
-        )
-        return ModelList(data=[card])
+        """The base model, then each LoRA adapter served beside it."""
+        base = self.settings.model_name
+        cards = [
+            ModelCard(
+                id=name,
+                created=self.created,
+                max_model_len=self.prompts.context_len,
+                parent=None if name == base else base,
+            )
+            for name in [base, *self.settings.lora_adapters]
+        ]
+        return ModelList(data=cards)
 
-    def _check_model(self, requested: str | None) -> None:
-        served = self.settings.model_name
-        if requested is not None and requested != served:
-            message = f"model {requested!r} is not served here; this server serves {served!r}"
-            raise OpenAIError(400, message, "model", "model_not_found")
+    def _adapter_for(self, requested: str | None) -> str | None:
+        try:
+            return self.settings.adapter_for(requested)
+        except LookupError as exc:
+            raise OpenAIError(400, str(exc), "model", "model_not_found") from None
 
     def _gen_params(
         self, body: OpenAIRequest, prompt_len: int, prompt_field: str, default: int | None
@@ -144,7 +150,8 @@ class OpenAIServing:
                 f"the {context_len}-token context"
             )
             raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
-        return body.to_gen_params(self.configured, max_tokens)
+        adapter = self._adapter_for(body.model)
+        return replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
 
     def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
         """One GenParams per choice: seeded requests give choice i the seed plus i, as vLLM."""
@@ -153,7 +160,6 @@ class OpenAIServing:
         return [replace(params, seed=params.seed + i) for i in range(body.n)]
 
     async def chat(self, body: ChatCompletionRequest) -> Response:
-        self._check_model(body.model)
         thinking = body.thinking(self.settings.default_mode)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
@@ -166,7 +172,6 @@ class OpenAIServing:
         return model_response(reply.whole(results))
 
     async def completions(self, body: CompletionRequest) -> Response:
-        self._check_model(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) * body.n > self.settings.max_batch_size:
             message = (

@@ -19,6 +19,8 @@ CONFIGURED_SAMPLING = tuple(
 
 
 def configured_params(settings: Settings) -> GenParams:
-    """GenParams from the settings alone: MAX_NEW_TOKENS as budget, no stops, no cap."""
+    """GenParams from the settings alone: MAX_NEW_TOKENS as budget, no stops, no cap, the
+    default adapter."""
     chosen = {name: getattr(settings, name) for name in CONFIGURED_SAMPLING}
-    return GenParams(max_tokens=settings.max_new_tokens, **chosen)
+    adapter = settings.adapter_for(None)
+    return GenParams(max_tokens=settings.max_new_tokens, adapter=adapter, **chosen)

@@ -57,6 +57,11 @@ class TransformersEngine:
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if settings.lora_adapters:
+            raise RuntimeError(
+                f"the transformers backend cannot serve LoRA adapters ({reason}); serve them "
+                f"on vLLM, or merge them at build time (ADAPTER_MODE=merge)"
+            )
         device = settings.hf_device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

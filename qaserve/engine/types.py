@@ -27,16 +27,19 @@ class GenParams:
     # Stop once this many sentence endings were generated (0: no cap).
     max_sentences: int = 0
     sentence_endings: str = "。！？"
+    # The LoRA adapter that answers, by its LORA_ADAPTERS name; None: the base model.
+    adapter: str | None = None
 
     def engine_sampling(self) -> dict:
         """The fields an engine's sampling takes (vLLM's SamplingParams keywords)."""
-        taken = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OWN_STOPPING}
+        taken = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NOT_SAMPLING}
         taken["stop"] = list(self.stop) or None
         return taken
 
 
-# GenParams fields that qaserve enforces itself, outside the engine's sampling.
-OWN_STOPPING = frozenset({"max_sentences", "sentence_endings"})
+# GenParams fields outside the engine's sampling: the stopping qaserve enforces itself, and
+# the adapter (a request of its own to the engine).
+NOT_SAMPLING = frozenset({"max_sentences", "sentence_endings", "adapter"})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
+from qaserve.adapters import max_lora_rank
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.types import (
     BackendInfo,
@@ -91,8 +92,17 @@ def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> 
         # One log line per request costs real time in a 512-item batch.
         "disable_log_requests": True,
         "enable_log_requests": False,
+        **lora_kwargs(settings),
     }
     return {key: value for key, value in kwargs.items() if key in accepted}
+
+
+def lora_kwargs(settings: Settings) -> dict:
+    """LoRA support, sized for the configured adapters (all of them in one batch)."""
+    folders = list(settings.lora_adapters.values())
+    if not folders:
+        return {}
+    return {"enable_lora": True, "max_loras": len(folders), "max_lora_rank": max_lora_rank(folders)}
 
 
 def vllm_sampling_params(params: GenParams, incremental: bool = False):
@@ -122,10 +132,15 @@ _VLLM_DEAD_ERRORS = {"EngineDeadError", "AsyncEngineDeadError", "MQEngineDeadErr
 
 
 class VllmEngine:
-    def __init__(self, engine, info: BackendInfo):
+    def __init__(self, engine, info: BackendInfo, adapters: dict[str, str]):
         import psutil
+        from vllm.lora.request import LoRARequest
 
         self._engine = engine
+        self._lora = {
+            name: LoRARequest(name, number, folder)
+            for number, (name, folder) in enumerate(adapters.items(), start=1)
+        }
         self.info = info
         # "aborted": requests stopped before the engine finished them (cap, client gone)
         self.stats = {"running": 0, "aborted": 0}
@@ -158,11 +173,12 @@ class VllmEngine:
                 "speculative_config": spec,
                 "speculative_note": spec_note,
                 "parallel": layout,
+                "lora_adapters": settings.lora_adapters,
             },
             adjusted=resolved,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
-        return cls(engine, info)
+        return cls(engine, info, settings.lora_adapters)
 
     def dead_reason(self) -> str | None:
         if self._dead is None:
@@ -210,6 +226,7 @@ class VllmEngine:
             {"prompt_token_ids": prompt_ids},
             vllm_sampling_params(params, incremental),
             request_id,
+            lora_request=self._lora[params.adapter] if params.adapter else None,
         )
         if self._dead is not None:
             raise self._dead_error()
