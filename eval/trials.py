@@ -1,4 +1,4 @@
-"""Tuner trials: one setting of the length-control knobs, and how it reaches the server.
+"""Tuner trials: one setting of the knobs, and how it reaches the server.
 
 Most knobs travel as per-request overrides, so one running server serves many trials:
 questions are grouped by the budget and sentence cap the trial gives them (the server's
@@ -6,8 +6,9 @@ own budget rules decide the class, as the server would), each group goes as one 
 batch with ``max_tokens``/``max_sentences``, and all groups are sent together so the engine
 batches them as it would one request. Example trimming travels as ``stop`` (the example
 markers, which is what TRIM_EXAMPLES=1 adds to the engine's stops) and the system prompt
-through POST /system_prompt. Only trimming a partial sentence and speculative decoding
-need a server started with them.
+through POST /system_prompt. Settings the server reads only at start (engine capacity,
+context, speculation, trimming a partial sentence: any ``--engine NAME=V1,V2``) need a server
+started with them; trials that share them share one server.
 """
 
 from __future__ import annotations
@@ -16,13 +17,68 @@ import itertools
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
+from typing import Annotated, Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from eval.client import Request
 from eval.errors import EvalError
 from qaserve.core.length import choose_plan
-from qaserve.settings import BudgetRule
+from qaserve.settings import BudgetRule, Settings
 
 BRIEF_PROMPT = "用一两句准确的中文直接回答问题，先给结论，不举例，不寒暄，不重复问题。"
+
+# Settings that --engine cannot sweep: the tuner sets them per request or itself, or they
+# change what is measured (the log is kept per model).
+NOT_START_KNOBS = {
+    "max_new_tokens": "a per-request knob (--budgets)",
+    "budget_rules": "a per-request knob (--rule-budget)",
+    "max_sentences": "a per-request knob (--sentences)",
+    "trim_examples": "a per-request knob (--trim-examples)",
+    "system_prompt": "a per-request knob (--system-prompts)",
+    "model_dir": "what is measured, not a knob",
+    "model_manifest": "what is measured, not a knob",
+    "host": "set by the tuner",
+    "port": "set by the tuner",
+}
+
+StartKnob = tuple[str, tuple[str, ...]]  # a setting's environment name, and values to sweep
+
+
+def _setting_type(name: str) -> TypeAdapter:
+    """The type, limits included, that the settings object gives the setting ``name``."""
+    field = Settings.model_fields[name.lower()]
+    if field.metadata:  # limits such as gt=0
+        return TypeAdapter(Annotated[(field.annotation, *field.metadata)])
+    return TypeAdapter(field.annotation)
+
+
+def setting_value(name: str, text: str) -> Any:
+    """The value the server would read from ``NAME=text``, as GET /info shows it (JSON)."""
+    kind = _setting_type(name)
+    return kind.dump_python(kind.validate_python(text), mode="json")
+
+
+def parse_start_knob(spec: str) -> StartKnob:
+    """``NAME=V1,V2`` (--engine): a setting the server reads at start and its values, each
+    checked as the server would check it."""
+    name, equals, text = spec.partition("=")
+    name = name.strip().upper()
+    values = tuple(value.strip() for value in text.split(",") if value.strip())
+    if not equals or not values or name.lower() not in Settings.model_fields:
+        raise EvalError(
+            f"--engine {spec}: expected NAME=V1,V2 with NAME a setting of the server "
+            "(the README's settings table)"
+        )
+    if name.lower() in NOT_START_KNOBS:
+        raise EvalError(f"--engine {spec}: {name} is {NOT_START_KNOBS[name.lower()]}")
+    for value in values:
+        try:
+            setting_value(name, value)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise EvalError(f"--engine {spec}: {value!r} is not a valid {name}: {reason}") from exc
+    return name, values
 
 
 @dataclass(frozen=True)
@@ -32,21 +88,28 @@ class ServerSettings:
     budget_rules: list[BudgetRule]
     trim_examples: bool
     example_markers: list[str]
-    trim_partial_sentence: bool
-    enable_speculative_decoding: bool
     system_prompt: str  # the one answering now, which POST /system_prompt may have replaced
+    values: dict[str, Any]  # every setting, by field name, as the server runs it
 
     @classmethod
     def from_info(cls, info: dict | None) -> ServerSettings:
         info = info or {}
         settings = info.get("settings")
-        names = [f.name for f in fields(cls) if f.name != "system_prompt"]
+        names = [f.name for f in fields(cls) if f.name not in ("system_prompt", "values")]
         complete = isinstance(settings, dict) and set(names) <= set(settings)
         if not complete or "system_prompt" not in info:
             raise EvalError("the tuner needs this project's server: GET /info with its settings")
         values = {name: settings[name] for name in names}
         values["budget_rules"] = [BudgetRule(**rule) for rule in settings["budget_rules"]]
-        return cls(**values, system_prompt=info["system_prompt"])
+        return cls(**values, system_prompt=info["system_prompt"], values=settings)
+
+    def differences(self, start: tuple[tuple[str, str], ...]) -> list[str]:
+        """The ``NAME=value`` start settings this server does not run with."""
+        return [
+            f"{name}={text}"
+            for name, text in start
+            if setting_value(name, text) != self.values.get(name.lower())
+        ]
 
 
 @dataclass(frozen=True)
@@ -56,8 +119,7 @@ class Trial:
     max_sentences: int
     trim_examples: bool
     system_prompt: str  # a name from prompt_variants()
-    trim_partial_sentence: bool
-    speculative: bool
+    start: tuple[tuple[str, str], ...] = ()  # (NAME, value): settings only a start changes
     source: str = "grid"  # "grid", or "p95" for a data-driven budget proposal
 
     def key(self) -> str:
@@ -66,23 +128,14 @@ class Trial:
     def label(self) -> str:
         return " ".join(
             [
+                *(f"{name}={value}" for name, value in self.start),
                 f"tokens={self.max_new_tokens}",
                 *(f"{name}={tokens}" for name, tokens in self.rule_budgets),
                 f"sentences={self.max_sentences}",
                 f"examples={'trim' if self.trim_examples else 'keep'}",
                 f"prompt={self.system_prompt}",
-                f"partial={'trim' if self.trim_partial_sentence else 'keep'}",
-                f"spec={'on' if self.speculative else 'off'}",
             ]
         )
-
-    def server_env(self) -> dict[str, str]:
-        """The settings of a server started for this trial: the knobs only a start changes."""
-        return {
-            "TRIM_PARTIAL_SENTENCE": _flag(self.trim_partial_sentence),
-            "ENABLE_SPECULATIVE_DECODING": _flag(self.speculative),
-            "TRIM_EXAMPLES": "0",  # the tuner sends the example markers as stops when wanted
-        }
 
 
 @dataclass(frozen=True)
@@ -94,20 +147,31 @@ class Knobs:
     sentences: list[int]
     trim_examples: list[bool]
     system_prompts: list[str]
-    trim_partial: list[bool]
-    speculative: list[bool]
+    start: list[StartKnob]  # --engine
 
 
 def prompt_variants(server_prompt: str) -> dict[str, str]:
     return {"server": server_prompt, "none": "", "brief": BRIEF_PROMPT}
 
 
+def start_grid(knobs: list[StartKnob]) -> list[tuple[tuple[str, str], ...]]:
+    """Every combination of the start settings: one server each."""
+    names = [name for name, _ in knobs]
+    combos = itertools.product(*(values for _, values in knobs))
+    return [tuple(zip(names, combo, strict=True)) for combo in combos]
+
+
+def start_env(start: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The settings of a server started for trials with these start settings."""
+    # The tuner sends the example markers as stops when a trial wants them.
+    return {**dict(start), "TRIM_EXAMPLES": "0"}
+
+
 def grid(knobs: Knobs) -> list[Trial]:
     """Every combination, server-start knobs outermost so neighbours share a server."""
     rule_names = list(knobs.rule_budgets)
     combos = itertools.product(
-        knobs.speculative,
-        knobs.trim_partial,
+        start_grid(knobs.start),
         knobs.system_prompts,
         knobs.trim_examples,
         knobs.sentences,
@@ -121,10 +185,9 @@ def grid(knobs: Knobs) -> list[Trial]:
             max_sentences=sentences,
             trim_examples=examples,
             system_prompt=prompt,
-            trim_partial_sentence=partial,
-            speculative=spec,
+            start=start,
         )
-        for spec, partial, prompt, examples, sentences, budget, rule_tokens in combos
+        for start, prompt, examples, sentences, budget, rule_tokens in combos
     ]
 
 
@@ -161,13 +224,10 @@ def plan_requests(trial: Trial, questions: list[str], settings: ServerSettings) 
 
 def runs_on(trial: Trial, settings: ServerSettings) -> str | None:
     """Why the trial cannot run on a server with these settings, or None if it can."""
-    if trial.trim_partial_sentence != settings.trim_partial_sentence:
-        return f"TRIM_PARTIAL_SENTENCE={_flag(trial.trim_partial_sentence)}"
-    if trial.speculative != settings.enable_speculative_decoding:
-        return f"ENABLE_SPECULATIVE_DECODING={_flag(trial.speculative)}"
+    differences = settings.differences(trial.start)
     if settings.trim_examples and not trial.trim_examples:
-        return "TRIM_EXAMPLES=0"
-    return None
+        differences.append("TRIM_EXAMPLES=0")
+    return " ".join(differences) or None
 
 
 def env_lines(trial: Trial, settings: ServerSettings, system_prompt: str) -> list[str]:
@@ -177,16 +237,11 @@ def env_lines(trial: Trial, settings: ServerSettings, system_prompt: str) -> lis
         "MAX_NEW_TOKENS": str(trial.max_new_tokens),
         "BUDGET_RULES": json.dumps(rules, ensure_ascii=False),
         "MAX_SENTENCES": str(trial.max_sentences),
-        "TRIM_EXAMPLES": _flag(trial.trim_examples),
-        "TRIM_PARTIAL_SENTENCE": _flag(trial.trim_partial_sentence),
-        "ENABLE_SPECULATIVE_DECODING": _flag(trial.speculative),
+        "TRIM_EXAMPLES": "1" if trial.trim_examples else "0",
         "SYSTEM_PROMPT": system_prompt,
+        **dict(trial.start),
     }
     multiline = [name for name, value in values.items() if "\n" in value]
     if multiline:
         raise EvalError(f"{multiline[0]} spans lines, which an env file cannot hold")
     return [f"{name}={value}" for name, value in values.items()]
-
-
-def _flag(value: bool) -> str:
-    return "1" if value else "0"

@@ -1,13 +1,16 @@
-"""``python -m eval.tune``: sweep length-control settings against accuracy and throughput.
+"""``python -m eval.tune``: sweep length and engine settings against accuracy and throughput.
 
-Runs every trial of the grid (and the data-driven budget proposals) on the server, keeps
-each result in a resumable jsonl log, prints the Pareto front of official score against
-tokens/s (wall), and writes the fastest trial that meets --min-official as an env file.
+Runs every trial of the grid (and the data-driven budget proposals) --repeats times on the
+server, restarting it (--launch) only when a trial's start settings differ, keeps every run
+in a resumable jsonl log, ranks the trials by their median tokens/s (wall) with the spread
+of their runs, prints the Pareto front of official score against tokens/s, and writes the
+fastest trial that meets --min-official as an env file.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,17 +28,30 @@ from eval.tokens import TokenCounter, tokenizer_folder
 from eval.trials import (
     Knobs,
     ServerSettings,
+    StartKnob,
     Trial,
     env_lines,
     grid,
+    parse_start_knob,
     plan_requests,
     prompt_variants,
     runs_on,
+    start_env,
+    start_grid,
 )
 from eval.tunelog import TrialLog, signature
 from qaserve.devtools.launcher import Server
 
-RESULT_HEADERS = ["official", "cjk", "tok/s wall", "tok/s server", "mean answer tok"]
+RESULT_HEADERS = [
+    "official",
+    "cjk",
+    "tok/s wall",
+    "min",
+    "max",
+    "tok/s server",
+    "mean answer tok",
+    "runs",
+]
 
 
 def _list_of(kind):
@@ -57,6 +73,19 @@ def _flag(text: str) -> bool:
     if text.strip() not in ("0", "1"):
         raise ValueError(f"{text!r} is not 0 or 1")
     return text.strip() == "1"
+
+
+def _start_knob(spec: str) -> StartKnob:
+    try:
+        return parse_start_knob(spec)
+    except EvalError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,8 +117,18 @@ def parser() -> argparse.ArgumentParser:
         default=["server"],
         help="variants: server (the server's own), brief, none",
     )
-    p.add_argument("--trim-partial", type=_list_of(_flag), help="default: the server's (start)")
-    p.add_argument("--speculative", type=_list_of(_flag), help="default: the server's (start)")
+    p.add_argument(
+        "--engine",
+        type=_start_knob,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a setting the server reads at start, e.g. VLLM_MAX_NUM_SEQS=128,256 (repeatable; "
+        "needs --launch unless the server at --url runs the one value given)",
+    )
+    p.add_argument(
+        "--repeats", type=_positive, default=3, help="runs per trial; ranked by the median"
+    )
     p.add_argument(
         "--propose-budgets",
         type=_list_of(float),
@@ -123,17 +162,20 @@ def launched_server(
 class ServerSession:
     """The server the trials run on: --url as it is, or one started (and restarted) here."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, first_env: dict[str, str]):
         self.args = args
+        self.first_env = first_env  # --launch: the first trials' start settings
         self.servers = ExitStack()
         self.server = ServerClient(args.url, args.api_key)
+        self.started: dict[str, str] | None = None  # --launch: the running server's settings
+        self.starts = 0
         self.info: dict = {}
         self.settings: ServerSettings
         self.prompt = ""
 
     def __enter__(self) -> ServerSession:
         if self.args.launch:
-            self._start({})
+            self._start(self.first_env)
         else:
             self.server.wait_ready(self.args.wait)
             self._read_settings()
@@ -149,12 +191,18 @@ class ServerSession:
 
     def _start(self, env: dict[str, str]) -> None:
         self.servers.close()
-        log = Path(self.args.log).parent / "server.log"
+        self.starts += 1
+        log = Path(self.args.log).parent / f"server-{self.starts}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"starting a server with {env or 'the environment as it is'} (log: {log})")
         launched = launched_server(env, log, self.args.wait, self.args.api_key)
         self.server = self.servers.enter_context(launched)
+        self.started = env
         self._read_settings()
+        changed = self.settings.differences(tuple(env.items()))
+        if changed:
+            # The server's start ladder gave up a setting to start (see its log).
+            print(f"note: the server does not run {', '.join(changed)}; see /info")
 
     def _read_settings(self) -> None:
         self.info = self.server.get_json("/info") or {}
@@ -179,11 +227,15 @@ class ServerSession:
 
     def ready_for(self, trial: Trial, system_prompt: str) -> ServerClient:
         """The server set up for the trial, restarting one (--launch) if it must."""
-        if runs_on(trial, self.settings):
-            self._start(trial.server_env())
+        if self.args.launch and start_env(trial.start) != self.started:
+            self._start(start_env(trial.start))
         if system_prompt != self.prompt:
             self.use_prompt(system_prompt)
         return self.server
+
+    def running(self, trial: Trial) -> dict:
+        """The trial's start settings as this server runs them (GET /info)."""
+        return {name: self.settings.values.get(name.lower()) for name, _ in trial.start}
 
 
 def rule_budget_lists(specs: list[str], settings: ServerSettings) -> dict[str, list[int]]:
@@ -202,18 +254,25 @@ def rule_budget_lists(specs: list[str], settings: ServerSettings) -> dict[str, l
     return lists
 
 
-def sweep(args, settings: ServerSettings, items: list[Item], counter: TokenCounter) -> list[Trial]:
+def check_arguments(args: argparse.Namespace) -> None:
+    """What can be refused before any server starts."""
     unknown = set(args.system_prompts) - set(prompt_variants(""))
     if unknown:
         raise EvalError(f"--system-prompts: unknown {sorted(unknown)}; use server, brief, none")
+    names = [name for name, _ in args.engine]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise EvalError(f"--engine: {', '.join(repeated)} given more than once")
+
+
+def sweep(args, settings: ServerSettings, items: list[Item], counter: TokenCounter) -> list[Trial]:
     knobs = Knobs(
         budgets=args.budgets,
         rule_budgets=rule_budget_lists(args.rule_budget, settings),
         sentences=args.sentences,
         trim_examples=args.trim_examples,
         system_prompts=args.system_prompts,
-        trim_partial=args.trim_partial or [settings.trim_partial_sentence],
-        speculative=args.speculative or [settings.enable_speculative_decoding],
+        start=args.engine,
     )
     trials = grid(knobs)
     if not trials:
@@ -229,28 +288,50 @@ def sweep(args, settings: ServerSettings, items: list[Item], counter: TokenCount
 
 @dataclass(frozen=True)
 class Outcome:
+    """A trial and its runs: medians decide, the runs' range shows the spread."""
+
     number: int
     trial: Trial
-    record: dict  # the trial's line in the log
+    runs: list[dict]  # the trial's lines in the log
+
+    def median(self, field: str) -> float | None:
+        values = [run[field] for run in self.runs if run.get(field) is not None]
+        return statistics.median(values) if values else None
 
     @property
     def official(self) -> float:
-        return self.record["official"]
+        return self.median("official")
 
     @property
     def speed(self) -> float:
-        return self.record["tokens_per_s_wall"]
+        return self.median("tokens_per_s_wall")
+
+    @property
+    def speed_range(self) -> tuple[float, float]:
+        speeds = [run["tokens_per_s_wall"] for run in self.runs]
+        return min(speeds), max(speeds)
 
     def row(self) -> list:
-        r = self.record
-        scores = [r["official"], r["cjk"], r["tokens_per_s_wall"], r["tokens_per_s_server"]]
         return [
             self.number,
             self.trial.source,
             self.trial.label(),
-            *scores,
-            r["mean_answer_tokens"],
+            self.official,
+            self.median("cjk"),
+            self.speed,
+            *self.speed_range,
+            self.median("tokens_per_s_server"),
+            self.median("mean_answer_tokens"),
+            len(self.runs),
         ]
+
+
+def server_groups(trials: list[Trial]) -> list[list[tuple[int, Trial]]]:
+    """The numbered trials grouped by the server they need, in order of first use."""
+    groups: dict[tuple, list[tuple[int, Trial]]] = {}
+    for number, trial in enumerate(trials, 1):
+        groups.setdefault(trial.start, []).append((number, trial))
+    return list(groups.values())
 
 
 def run_trials(args, session: ServerSession, items: list[Item]) -> list[Outcome]:
@@ -261,25 +342,29 @@ def run_trials(args, session: ServerSession, items: list[Item]) -> list[Outcome]
     session.check_all_run_here(trials)
     prompts = prompt_variants(settings.system_prompt)
     questions = [item.question for item in items]
-    outcomes, ran = [], 0
-    for number, trial in enumerate(trials, 1):
-        header = f"trial {number}/{len(trials)} [{trial.source}] {trial.label()}"
-        record = log.find(trial)
-        if record is None:
-            server = session.ready_for(trial, prompts[trial.system_prompt])
-            requests = plan_requests(trial, questions, settings)
-            replies = server.send_all(requests, len(requests), args.timeout, f"trial {number}")
-            record = log.add(trial, build_evaluation(items, replies, counter))
-            ran += 1
-        else:
-            header += " (from the log)"
-        outcome = Outcome(number, trial, record)
-        print(
-            f"{header}: official {outcome.official:.4f} cjk {record['cjk']:.4f} "
-            f"{outcome.speed:.1f} tok/s wall"
-        )
-        outcomes.append(outcome)
-    print(f"{ran} trial(s) run, {len(trials) - ran} taken from {args.log}\n")
+    ran = 0
+    # Repeats go round the trials of one server, so that a drift of the machine (or the
+    # prefix cache warming up) falls on every trial alike.
+    for group in server_groups(trials):
+        for repeat in range(1, args.repeats + 1):
+            for number, trial in group:
+                if len(log.runs(trial)) >= repeat:
+                    continue
+                server = session.ready_for(trial, prompts[trial.system_prompt])
+                requests = plan_requests(trial, questions, settings)
+                label = f"trial {number} run {repeat}"
+                replies = server.send_all(requests, len(requests), args.timeout, label)
+                evaluation = build_evaluation(items, replies, counter)
+                record = log.add(trial, evaluation, session.running(trial))
+                ran += 1
+                print(
+                    f"trial {number}/{len(trials)} run {repeat}/{args.repeats} "
+                    f"[{trial.source}] {trial.label()}: official {record['official']:.4f} "
+                    f"cjk {record['cjk']:.4f} {record['tokens_per_s_wall']:.1f} tok/s wall"
+                )
+    outcomes = [Outcome(n, t, log.runs(t)[: args.repeats]) for n, t in enumerate(trials, 1)]
+    taken = sum(len(o.runs) for o in outcomes) - ran
+    print(f"{ran} run(s) done, {taken} taken from {args.log}\n")
     return outcomes
 
 
@@ -297,9 +382,18 @@ def pareto_front(outcomes: list[Outcome]) -> list[Outcome]:
     return sorted(front, key=lambda o: o.speed, reverse=True)
 
 
-def print_results(outcomes: list[Outcome]) -> None:
+def ranking(outcomes: list[Outcome], minimum: float) -> list[Outcome]:
+    """Trials whose median official reaches ``minimum``, fastest median first."""
+    passing = [o for o in outcomes if o.official >= minimum]
+    return sorted(passing, key=lambda o: o.speed, reverse=True)
+
+
+def print_results(outcomes: list[Outcome], minimum: float) -> None:
     headers = ["#", "source", "setting", *RESULT_HEADERS]
-    print("trials:")
+    print(
+        "trials (official, cjk, tok/s and answer tokens: medians over the runs; "
+        "min, max: the range of tok/s wall):"
+    )
     print(table(headers, [o.row() for o in outcomes]))
     derived = [o for o in outcomes if o.trial.source != "grid"]
     if derived:
@@ -307,21 +401,25 @@ def print_results(outcomes: list[Outcome]) -> None:
         print(table(headers, [outcomes[0].row(), *(o.row() for o in derived)]))
     print("\nPareto front, official score against tok/s wall (fastest first):")
     print(table(headers, [o.row() for o in pareto_front(outcomes)]))
+    print(f"\nranking by median tok/s wall, median official >= {minimum:g}:")
+    ranked = [[rank, *o.row()] for rank, o in enumerate(ranking(outcomes, minimum), 1)]
+    print(table(["rank", *headers], ranked))
 
 
-def write_best(args, outcomes: list[Outcome], session: ServerSession) -> int:
-    """The fastest trial that meets --min-official, as KEY=value lines."""
-    minimum = args.min_official if args.min_official is not None else 0.0
-    passing = [o for o in outcomes if o.official >= minimum]
-    if not passing:
+def write_best(args, outcomes: list[Outcome], minimum: float, session: ServerSession) -> int:
+    """The fastest trial (median) that meets --min-official, as KEY=value lines."""
+    ranked = ranking(outcomes, minimum)
+    if not ranked:
         print(f"no trial reaches --min-official {minimum:g}; nothing written", file=sys.stderr)
         return BELOW_THRESHOLD
-    best = max(passing, key=lambda o: o.speed)
+    best = ranked[0]
     prompt = prompt_variants(session.settings.system_prompt)[best.trial.system_prompt]
+    slowest, fastest = best.speed_range
     lines = [
-        f"# python -m eval.tune: trial {best.number}, official {best.official:.4f}, "
-        f"cjk {best.record['cjk']:.4f}, {best.speed:.1f} tok/s wall "
-        f"(fastest with official >= {minimum:g})",
+        f"# python -m eval.tune: trial {best.number}, the fastest median with official >= "
+        f"{minimum:g} over {len(best.runs)} run(s): official {best.official:.4f}, "
+        f"cjk {best.median('cjk'):.4f}, {best.speed:.1f} tok/s wall "
+        f"(min {slowest:.1f}, max {fastest:.1f})",
         *env_lines(best.trial, session.settings, prompt),
     ]
     path = Path(args.env_out)
@@ -332,11 +430,13 @@ def write_best(args, outcomes: list[Outcome], session: ServerSession) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
+    check_arguments(args)
     items = load_items(args.data, args.limit)
-    with ServerSession(args) as session:
+    minimum = args.min_official if args.min_official is not None else 0.0
+    with ServerSession(args, start_env(start_grid(args.engine)[0])) as session:
         outcomes = run_trials(args, session, items)
-        print_results(outcomes)
-        return write_best(args, outcomes, session)
+        print_results(outcomes, minimum)
+        return write_best(args, outcomes, minimum, session)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The tuner's record of trials: one JSON line per finished trial, so a sweep can resume.
+"""The tuner's record of trials: one JSON line per finished run of a trial, so a sweep can
+resume (and a rerun with more --repeats adds only the missing runs).
 
 Every line carries the signature of what was measured (data, model); a log written for
 something else is refused rather than mixed in.
@@ -49,16 +50,20 @@ class TrialLog:
             records.append(record)
         return records
 
-    def find(self, trial: Trial) -> dict | None:
+    def runs(self, trial: Trial) -> list[dict]:
+        """The trial's runs so far, in the order they ran."""
         key = trial.key()
-        return next((record for record in self.records if record["key"] == key), None)
+        return [record for record in self.records if record["key"] == key]
 
-    def add(self, trial: Trial, evaluation: Evaluation) -> dict:
+    def add(self, trial: Trial, evaluation: Evaluation, server: dict) -> dict:
+        """One run; ``server``: the trial's start settings as the server ran them."""
         t = evaluation.throughput
         record = {
             "signature": self.signature,
             "key": trial.key(),
             "trial": asdict(trial),
+            "run": len(self.runs(trial)) + 1,
+            "server": server,
             "official": evaluation.official,
             "cjk": evaluation.cjk,
             "tokens_per_s_wall": t.wall_rate,

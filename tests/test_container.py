@@ -92,7 +92,9 @@ def test_dockerfile_layers_offline_switches_and_defaults(monkeypatch):
     for name, value in envs.items():
         monkeypatch.setenv(name, value)
     settings = Settings()  # the image's defaults are valid settings
-    assert settings.batch_mode is False and settings.port == 8000
+    # The image serves the competition profile: batch mode, and a deadline under the judge's.
+    assert settings.profile == "competition" and settings.port == 8000
+    assert settings.batch_mode is True and 0 < settings.predict_deadline_seconds < 360
 
 
 def test_dockerignore_keeps_venvs_caches_models_and_tests_out():
@@ -140,7 +142,7 @@ def test_image_builds_runs_offline_and_answers(tiny_model, tmp_path):
         )
     finally:
         podman.remove_everything()
-    assert answers["health"] == [200, {"status": "ok"}]
+    assert answers["health"] == [200, {"status": "batch"}]
     status, body = answers["predict"]
     assert status == 200 and len(body["response"]) == 2
     assert all(isinstance(text, str) for text in body["response"])

@@ -1,4 +1,5 @@
-"""The evaluator without a server: readers, the score command, statistics, the Pareto front."""
+"""The evaluator without a server: readers, the score command, statistics, the tuner's
+ranking and the settings it refuses before starting anything."""
 
 import json
 import subprocess
@@ -11,14 +12,14 @@ from eval.errors import EvalError
 from eval.readers import Item, read_items
 from eval.stats import nearest_rank, union_seconds
 from eval.trials import Trial
-from eval.tune import Outcome, pareto_front
+from eval.tune import Outcome, pareto_front, ranking
 from qaserve.devtools.launcher import ROOT
 from tests.test_eval_metric import PINNED
 
 
-def run_eval(*args: str) -> subprocess.CompletedProcess:
+def run_eval(*args: str, module: str = "eval") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "eval", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
 
 
@@ -140,11 +141,13 @@ def test_union_seconds_counts_overlaps_once():
     assert union_seconds([(0, 10), (2, 3)]) == 10
 
 
-def test_pareto_front_keeps_only_undominated_trials():
-    def outcome(number, official, speed):
-        trial = Trial(number, (), 0, False, "server", False, False)
-        return Outcome(number, trial, {"official": official, "tokens_per_s_wall": speed})
+def outcome(number: int, official: float, *speeds: float) -> Outcome:
+    trial = Trial(number, (), 0, False, "server")
+    runs = [{"official": official, "tokens_per_s_wall": speed} for speed in speeds]
+    return Outcome(number, trial, runs)
 
+
+def test_pareto_front_keeps_only_undominated_trials():
     slow_good, fast_poor, dominated, tie = (
         outcome(1, 0.5, 100),
         outcome(2, 0.3, 300),
@@ -153,3 +156,37 @@ def test_pareto_front_keeps_only_undominated_trials():
     )
     front = pareto_front([slow_good, fast_poor, dominated, tie])
     assert [o.number for o in front] == [2, 1, 4]  # fastest first; equal trials both stay
+
+
+def test_ranking_goes_by_the_median_run_and_keeps_the_spread():
+    lucky = outcome(1, 0.4, 90, 100, 400)  # one fast run, the others slow
+    steady = outcome(2, 0.4, 190, 200, 210)
+    poor = outcome(3, 0.1, 500, 500, 500)
+    assert [o.number for o in ranking([lucky, steady, poor], minimum=0.3)] == [2, 1]
+    assert (steady.speed, steady.speed_range) == (200, (190, 210))
+    assert (lucky.speed, lucky.speed_range) == (100, (90, 400))
+    assert outcome(4, 0.4, 100, 300).speed == 200  # an even count: the mean of the middle two
+
+
+@pytest.mark.parametrize(
+    ("engine", "says"),
+    [
+        ("VLLM_MAX_NUM_SEQS=64,0", "'0' is not a valid VLLM_MAX_NUM_SEQS: Input should be greater"),
+        ("GPU_MEMORY_UTILIZATION=1.5", "'1.5' is not a valid GPU_MEMORY_UTILIZATION"),
+        ("MAX_NEW_TOKENS=64", "MAX_NEW_TOKENS is a per-request knob (--budgets)"),
+        ("NO_SUCH_SETTING=1", "expected NAME=V1,V2 with NAME a setting of the server"),
+        ("VLLM_MAX_NUM_SEQS", "expected NAME=V1,V2"),
+    ],
+)
+def test_tune_refuses_a_bad_engine_setting_before_starting_anything(engine, says):
+    done = run_eval("--launch", "--engine", engine, module="eval.tune")
+    assert done.returncode == 2
+    assert says in done.stderr and "starting a server" not in done.stdout
+
+
+def test_tune_refuses_an_engine_setting_given_twice():
+    twice = ["--engine", "VLLM_MAX_NUM_SEQS=8", "--engine", "vllm_max_num_seqs=16"]
+    done = run_eval("--launch", *twice, module="eval.tune")
+    assert done.returncode == 2
+    assert "error: --engine: VLLM_MAX_NUM_SEQS given more than once" in done.stderr
+    assert "starting a server" not in done.stdout

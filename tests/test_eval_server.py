@@ -1,7 +1,10 @@
-"""The evaluator and the tuner end to end against the shared tiny-model server."""
+"""The evaluator and the tuner end to end against the shared tiny-model server, and the
+tuner with servers of its own (--launch) for engine settings."""
 
 import json
+import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -14,14 +17,18 @@ from eval.stats import nearest_rank
 from eval.tokens import TokenCounter
 from eval.trials import BRIEF_PROMPT
 from qaserve.devtools.launcher import ROOT
+from qaserve.devtools.tiny_model import tiny_engine_env
 from qaserve.settings import Settings
 
 N = 10
 
 
-def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", module, *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
 
 
 def read_jsonl(path) -> list[dict]:
@@ -30,8 +37,27 @@ def read_jsonl(path) -> list[dict]:
 
 def summary_row(stdout: str) -> list[str]:
     """The cells of the summary table's one data row."""
-    lines = [line for line in stdout.splitlines() if line.startswith("| ")]
-    return [cell.strip() for cell in lines[1].strip("|").split("|")]
+    return table_after(stdout, "")[0]
+
+
+def table_after(stdout: str, title: str) -> list[list[str]]:
+    """The data rows of the first table printed after the line that starts with ``title``."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    rows = []
+    for line in lines[start:]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]  # without the header and the line under it
+
+
+def env_file_settings(path, monkeypatch) -> Settings:
+    """The settings a server reads from the env file's lines."""
+    for line in path.read_text("utf-8").splitlines()[1:]:
+        monkeypatch.setenv(*line.split("=", 1))
+    return Settings()
 
 
 @pytest.fixture(scope="module")
@@ -123,17 +149,19 @@ def test_tune_runs_two_trials_resuming_from_its_log(
         *("--trim-examples", "1", "--system-prompts", "brief", "--propose-budgets", "90"),
         *("--log", str(log), "--env-out", str(env_out), "--min-official", "0"),
     ]
-    first = run_module("eval.tune", *args, "--max-trials", "1")
+    first = run_module("eval.tune", *args, "--max-trials", "1", "--repeats", "1")
     assert first.returncode == 0, first.stderr
-    assert "1 trial(s) run, 0 taken from" in first.stdout
+    assert "1 run(s) done, 0 taken from" in first.stdout
     first_line = log.read_text("utf-8")
 
-    second = run_module("eval.tune", *args)
+    # Both trials, twice each: only the three missing runs run.
+    second = run_module("eval.tune", *args, "--repeats", "2")
     assert second.returncode == 0, second.stderr
-    assert "1 trial(s) run, 1 taken from" in second.stdout
+    assert "3 run(s) done, 1 taken from" in second.stdout
     assert log.read_text("utf-8").startswith(first_line)
     records = read_jsonl(log)
-    assert [r["trial"]["source"] for r in records] == ["grid", "p90"]
+    runs = [(r["trial"]["source"], r["run"]) for r in records]
+    assert runs == [("grid", 1), ("p90", 1), ("grid", 2), ("p90", 2)]  # rounds of the trials
 
     # The data-driven trial: the p90 of the references' token lengths (6 questions, none
     # matching a rule, so all "default"; rank ceil(5.4) = 6, the longest).
@@ -144,12 +172,66 @@ def test_tune_runs_two_trials_resuming_from_its_log(
     assert "Pareto front" in second.stdout
     assert client.get("/system_prompt").json()["system_prompt"] == prompt_before
 
-    best = max(records, key=lambda r: r["tokens_per_s_wall"])
-    # The server reads the env file's lines as its environment.
-    for line in env_out.read_text("utf-8").splitlines()[1:]:
-        monkeypatch.setenv(*line.split("=", 1))
-    settings = Settings()
+    medians = {
+        source: statistics.median(r["tokens_per_s_wall"] for r in records if r["trial"] == trial)
+        for source, trial in {r["trial"]["source"]: r["trial"] for r in records}.items()
+    }
+    best = max(records, key=lambda r: medians[r["trial"]["source"]])
+    settings = env_file_settings(env_out, monkeypatch)
     assert settings.max_new_tokens == best["trial"]["max_new_tokens"]
     assert settings.system_prompt == BRIEF_PROMPT
     assert settings.trim_examples is True and settings.max_sentences == 0
     assert [rule.name for rule in settings.budget_rules] == ["code", "long"]
+
+
+def test_tune_refuses_an_engine_setting_the_server_at_url_does_not_run(server):
+    done = run_module("eval.tune", "--url", server.url, "--engine", "VLLM_MAX_NUM_SEQS=7")
+    assert done.returncode == 2
+    assert "needs a server started with VLLM_MAX_NUM_SEQS=7" in done.stderr
+    assert "use --launch" in done.stderr
+
+
+def test_tune_launches_a_server_per_engine_setting_and_ranks_by_the_median(
+    tiny_model, tmp_path, monkeypatch
+):
+    log, env_out = tmp_path / "trials.jsonl", tmp_path / "best.env"
+    done = run_module(
+        "eval.tune",
+        *("--launch", "--engine", "VLLM_MAX_NUM_SEQS=2,32", "--repeats", "2"),
+        *("--limit", "8", "--budgets", "16", "--rule-budget", "code=16", "--rule-budget"),
+        *("long=16", "--sentences", "0", "--trim-examples", "0", "--propose-budgets", "none"),
+        *("--log", str(log), "--env-out", str(env_out)),
+        env=tiny_engine_env(tiny_model, WARMUP_NUM_SAMPLES="1"),
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    # One server per engine setting, kept for both runs of its trial.
+    assert done.stdout.count("starting a server with") == 2
+    assert {path.name for path in tmp_path.glob("server-*.log")} == {"server-1.log", "server-2.log"}
+    records = read_jsonl(log)
+    assert [(r["trial"]["start"], r["run"]) for r in records] == [
+        ([["VLLM_MAX_NUM_SEQS", "2"]], 1),
+        ([["VLLM_MAX_NUM_SEQS", "2"]], 2),
+        ([["VLLM_MAX_NUM_SEQS", "32"]], 1),
+        ([["VLLM_MAX_NUM_SEQS", "32"]], 2),
+    ]
+    # What each server ran with, as its /info says.
+    assert [r["server"] for r in records] == [{"VLLM_MAX_NUM_SEQS": n} for n in (2, 2, 32, 32)]
+
+    speeds = {
+        seqs: [r["tokens_per_s_wall"] for r in records if r["trial"]["start"][0][1] == seqs]
+        for seqs in ("2", "32")
+    }
+    ranked = table_after(done.stdout, "ranking by median tok/s wall")
+    order = sorted(speeds, key=lambda seqs: statistics.median(speeds[seqs]), reverse=True)
+    assert [row[3].split()[0] for row in ranked] == [f"VLLM_MAX_NUM_SEQS={s}" for s in order]
+    for row, seqs in zip(ranked, order, strict=True):
+        # tok/s wall (median), min, max, runs
+        expected = [statistics.median(speeds[seqs]), min(speeds[seqs]), max(speeds[seqs])]
+        assert [float(cell) for cell in row[6:9]] == pytest.approx(expected, abs=0.051)
+        assert row[-1] == "2"
+
+    header = env_out.read_text("utf-8").splitlines()[0]
+    assert f"{statistics.median(speeds[order[0]]):.1f} tok/s wall" in header
+    settings = env_file_settings(env_out, monkeypatch)
+    assert settings.vllm_max_num_seqs == int(order[0])
+    assert settings.max_new_tokens == 16 and settings.trim_examples is False

@@ -2,12 +2,12 @@
 
 Works on vLLM 0.10 (the evaluation image) and on current releases. The
 differences it covers: 0.10 names the request-log switch ``disable_log_requests``
-(later ``enable_log_requests``), has no draft-model speculation, and may hand
-back a V0 engine, which stops with ``shutdown_background_loop`` instead of
-``shutdown``. A killed engine process: current releases notice it within a second
-(``errored``, and EngineDeadError for the requests in flight); 0.10 does not notice at
-all and its requests wait forever, so the adapter also watches the engine's processes
-and ends their requests itself.
+(later ``enable_log_requests``), has no draft-model speculation (V1 has it from 0.15,
+where the method must be named), and may hand back a V0 engine, which stops with
+``shutdown_background_loop`` instead of ``shutdown``. A killed engine process: current
+releases notice it within a second (``errored``, and EngineDeadError for the requests in
+flight); 0.10 does not notice at all and its requests wait forever, so the adapter also
+watches the engine's processes and ends their requests itself.
 """
 
 from __future__ import annotations
@@ -58,9 +58,12 @@ def speculative_config(settings: Settings, vllm_version: str) -> tuple[dict | No
     draft = settings.draft_model_dir
     if not draft or not (Path(draft) / "config.json").is_file():
         return None, f"draft model not found at DRAFT_MODEL_DIR={draft!r}; running without it"
-    if _major_minor(vllm_version) < (0, 11):
+    # 0.10 to 0.14 refuse a draft model when the engine is configured (NotImplementedError
+    # "Speculative decoding with draft model is not supported yet"), which would fail the start.
+    if _major_minor(vllm_version) < (0, 15):
         return None, f"vLLM {vllm_version} has no draft-model speculation; use SPEC_METHOD=ngram"
     return {
+        "method": "draft_model",  # 0.15 does not infer it from the model (later releases do)
         "model": draft,
         "num_speculative_tokens": tokens,
         "draft_tensor_parallel_size": settings.tensor_parallel_size,

@@ -63,8 +63,9 @@ def test_speculative_config_per_method_and_version(tmp_path):
         enable_speculative_decoding=True, spec_method="draft", draft_model_dir=str(tmp_path)
     )
     assert speculative_config(draft, "0.32.0")[0]["model"] == str(tmp_path)
-    config, note = speculative_config(draft, "0.10.0")
-    assert config is None and "ngram" in note
+    for before_draft_models in ("0.10.0", "0.14.1"):
+        config, note = speculative_config(draft, before_draft_models)
+        assert config is None and "ngram" in note
     missing = Settings(
         enable_speculative_decoding=True, spec_method="draft", draft_model_dir="/nope"
     )
