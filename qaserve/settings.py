@@ -1,9 +1,11 @@
 """Every setting the server reads, from the environment, in one typed object.
 
 Names follow the public reference container where it has one (MODEL_DIR,
-BATCH_MODE, MAX_NEW_TOKENS, ...) so existing env files keep working. The README
-documents each field with its default; ``tests/test_settings.py`` keeps the two
-in step.
+BATCH_MODE, MAX_NEW_TOKENS, ...), and its other names are read as aliases, so existing
+env files keep working; the names it reads that mean nothing here, and near misses of
+ours, are reported (``unread_environment``). ``PROFILE`` picks a set of defaults
+(qaserve/profiles.py) under the environment. The README documents each field with its
+default; ``tests/fast/test_settings.py`` keeps the two in step.
 """
 
 from __future__ import annotations
