@@ -47,7 +47,7 @@ ARG QUANTIZE_ALGORITHM=gptq
 ARG CALIBRATION_SAMPLES=64
 ARG CALIBRATION_MAX_LENGTH=512
 COPY requirements-quantize.txt data.jsonl ./
-COPY qaserve/settings.py qaserve/
+COPY qaserve/settings.py qaserve/profiles.py qaserve/
 COPY qaserve/core/__init__.py qaserve/core/prompts.py qaserve/core/
 COPY prep/ prep/
 RUN if [ -n "$QUANTIZE" ]; then \

@@ -10,6 +10,7 @@ it records its network calls (tests/netaudit); none may leave loopback.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -59,6 +60,33 @@ def instructions(stage: int | None = None) -> list[tuple[str, str]]:
             stages.append([])
         stages[-1].append((item["instruction"], item["value"]))
     return [pair for part in stages for pair in part] if stage is None else stages[stage]
+
+
+def model_stage() -> list[tuple[str, str]]:
+    """The stage that downloads (and may quantize) the model."""
+    return next(
+        stage
+        for stage in map(instructions, range(len(instructions()) + 1))
+        if any("download_model.py --cache-dir" in value for _, value in stage)
+    )
+
+
+def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
+    """download_model.py and python -m prep quantize run there with only what it copies."""
+    for kind, value in model_stage():
+        if kind != "COPY":
+            continue
+        *sources, target = value.split()
+        for source in sources:
+            place = tmp_path / target.lstrip("/")
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, place, dirs_exist_ok=True)
+            else:
+                place.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, place)
+    imports = "import download_model, prep.merge, prep.quantize, prep.calibration"
+    done = subprocess.run([sys.executable, "-c", imports], cwd=tmp_path, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
 
 
 def test_dockerfile_passes_hadolint():
