@@ -65,7 +65,7 @@ def test_server_works_offline_and_calls_nothing_outside(tiny_model, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["health"] == [200, {"status": "ok"}]
+    assert result["health"] == [200, {"status": "batch"}]  # the image's competition profile
     assert result["predict"][0] == 200 and isinstance(result["predict"][1]["response"], str)
     assert result["backend"] == "vllm"
     assert result["model"] == json.loads(manifest.read_text())["model"]["path"]

@@ -37,7 +37,9 @@ def singles(server, prompts: list[str], **fields) -> list[httpx.Response]:
 
 def test_port_opens_only_after_engine_and_warmup(server, client):
     assert server.refused_before_ready > 0, "the port answered before the engine was loaded"
-    assert "warmup: {'questions': 4, 'completed': True" in server.log_when_ready
+    assert "warmup: {'questions': 4, 'max_tokens': None, 'passes': 1, 'completed': True" in (
+        server.log_when_ready
+    )
     assert client.get("/").json() == {"status": "batch"}  # BATCH_MODE=1
 
 
