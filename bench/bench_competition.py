@@ -15,46 +15,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 
-import aiohttp
 import httpx
 
-from bench.bench_predict import Sample, load_questions, median, post_predict, settle
+from bench.bench_predict import N_QUESTIONS, Sample, median, settle, timed_on_server
+from bench.bench_predict import UNIFORM_BUDGET as BUDGET
 from qaserve.devtools.launcher import Server, stop_on_sigterm
 from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
 
-N_QUESTIONS = 512
-BUDGET = 128
 GUARD_FAR_AWAY = "3600"  # seconds: the guard is on but never reached
 
 
-def timed_batch(url: str, questions: tuple[str, ...]) -> Sample:
-    async def send() -> Sample:
-        async with aiohttp.ClientSession() as http:
-            started = time.perf_counter()
-            tokens = await post_predict(http, url, list(questions))
-            return Sample(tokens, time.perf_counter() - started)
-
-    return asyncio.run(send())
+def timed(url: str, phase: str) -> Sample:
+    """bench_predict's phase on this server: "warmup" (64 questions) or "batch" (512)."""
+    return asyncio.run(timed_on_server(url, phase))
 
 
 def guard_overhead(model: Path, logs: Path, repeats: int) -> str:
-    questions = load_questions(N_QUESTIONS)
     common = {"MAX_NEW_TOKENS": str(BUDGET), "BUDGET_RULES": "[]", "WARMUP_NUM_SAMPLES": "16"}
     off = tiny_engine_env(model, **common)
     on = tiny_engine_env(model, **common, PREDICT_DEADLINE_SECONDS=GUARD_FAR_AWAY)
     with Server(off, logs / "guard-off.log") as plain, Server(on, logs / "guard-on.log") as guarded:
         for server in (plain, guarded):
-            timed_batch(server.url, questions[:64])
+            timed(server.url, "warmup")
         ratios, rates = [], {"off": [], "on": []}
         for round_number in range(repeats):
             order = [("off", plain), ("on", guarded)]
             samples = {}
             for name, server in order if round_number % 2 == 0 else order[::-1]:
                 settle()
-                samples[name] = timed_batch(server.url, questions)
+                samples[name] = timed(server.url, "batch")
                 rates[name].append(samples[name].rate)
             ratios.append(samples["on"].rate / samples["off"].rate)
     per_round = " ".join(f"{r:.3f}" for r in ratios)
@@ -76,7 +67,6 @@ WARMUPS = {
 
 
 def first_batch(model: Path, logs: Path, repeats: int) -> str:
-    questions = load_questions(N_QUESTIONS)
     lines = [f"first batch after start ({N_QUESTIONS} questions at {BUDGET} tokens, compiled):"]
     results: dict[str, list[float]] = {name: [] for name in WARMUPS}
     for attempt in range(repeats):
@@ -91,7 +81,7 @@ def first_batch(model: Path, logs: Path, repeats: int) -> str:
             settle()
             with Server(env, logs / f"warmup-{attempt}-{index}.log") as server:
                 report = httpx.get(server.url + "/info").json()["warmup"]
-                sample = timed_batch(server.url, questions)
+                sample = timed(server.url, "batch")
             results[name].append(sample.rate)
             lines.append(
                 f"  {name}: warmup {report['seconds']:.1f} s, first batch {sample.rate:.0f} tok/s"

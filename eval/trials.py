@@ -17,9 +17,9 @@ import itertools
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from eval.client import Request
 from eval.errors import EvalError
@@ -45,18 +45,11 @@ NOT_START_KNOBS = {
 StartKnob = tuple[str, tuple[str, ...]]  # a setting's environment name, and values to sweep
 
 
-def _setting_type(name: str) -> TypeAdapter:
-    """The type, limits included, that the settings object gives the setting ``name``."""
-    field = Settings.model_fields[name.lower()]
-    if field.metadata:  # limits such as gt=0
-        return TypeAdapter(Annotated[(field.annotation, *field.metadata)])
-    return TypeAdapter(field.annotation)
-
-
 def setting_value(name: str, text: str) -> Any:
-    """The value the server would read from ``NAME=text``, as GET /info shows it (JSON)."""
-    kind = _setting_type(name)
-    return kind.dump_python(kind.validate_python(text), mode="json")
+    """The value the server would read from ``NAME=text``, as GET /info shows it (JSON): the
+    settings object itself parses it, list formats and field validators included."""
+    field = name.lower()
+    return Settings.model_validate({field: text}).model_dump(mode="json")[field]
 
 
 def parse_start_knob(spec: str) -> StartKnob:

@@ -4,6 +4,7 @@ served on the real engine through the manifest the tool rewrites."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -53,6 +54,7 @@ def downloaded(tiny_model, tmp_path_factory) -> Path:
     return folder / "cache/manifest.json"
 
 
+@functools.cache  # one quantization per label, whichever test asks first
 def quantized_manifest(python: str, downloaded: Path, label: str, *args: str) -> Path:
     """A copy of the download's manifest, rewritten by the tool to serve the quantized model
     it wrote beside it (``label`` names both)."""
@@ -140,7 +142,9 @@ def cpu_lacks_4bit_kernel() -> str | None:
 def test_quantized_model_serves_on_the_engine(quant_python, downloaded, scheme, tmp_path):
     if scheme == "w4a16" and (reason := cpu_lacks_4bit_kernel()):
         pytest.skip(reason)
-    manifest = quantized_manifest(quant_python, downloaded, scheme, "--scheme", scheme)
+    # W4A16 is GPTQ's by default: the model test_w4a16_saves_packed_4bit_weights made.
+    label, extra = ("w4a16-gptq", ("--algorithm", "gptq")) if scheme == "w4a16" else (scheme, ())
+    manifest = quantized_manifest(quant_python, downloaded, label, "--scheme", scheme, *extra)
     assert Manifest.read(manifest).model.source == f"quantized-{scheme}"
     env = tiny_engine_env(
         "/nonexistent",  # the manifest names the folder
