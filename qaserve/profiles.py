@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+# The question classes' keywords, shared by the general budget rules (qaserve/settings.py)
+# and this profile's: only the budgets differ.
+CODE_KEYWORDS = ["代码", "编写", "实现", "写出", "核函数", "kernel", "__global__"]
+LONG_KEYWORDS = ["详细", "比较", "分析", "论述", "阐述", "为什么", "区别"]
+
 
 class Choice(NamedTuple):
     value: Any
@@ -58,13 +63,13 @@ COMPETITION: dict[str, Choice] = {
         [
             {
                 "name": "code",
-                "keywords": ["代码", "编写", "实现", "写出", "核函数", "kernel", "__global__"],
+                "keywords": CODE_KEYWORDS,
                 "max_tokens": 320,
                 "max_sentences": 0,
             },
             {
                 "name": "long",
-                "keywords": ["详细", "比较", "分析", "论述", "阐述", "为什么", "区别"],
+                "keywords": LONG_KEYWORDS,
                 "max_tokens": 288,
             },
         ],

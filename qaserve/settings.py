@@ -21,7 +21,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator,
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from qaserve.adapters import parse_adapters, pick_adapter
-from qaserve.profiles import PROFILES
+from qaserve.profiles import CODE_KEYWORDS, LONG_KEYWORDS, PROFILES
 
 DEFAULT_SYSTEM_PROMPT = (
     "你是CUDA与并行计算课程的助教。请用简洁、准确的教科书式中文直接回答问题，"
@@ -52,13 +52,13 @@ class BudgetRule(BaseModel):
 DEFAULT_BUDGET_RULES = [
     BudgetRule(
         name="code",
-        keywords=["代码", "编写", "实现", "写出", "核函数", "kernel", "__global__"],
+        keywords=CODE_KEYWORDS,
         max_tokens=384,
         max_sentences=0,
     ),
     BudgetRule(
         name="long",
-        keywords=["详细", "比较", "分析", "论述", "阐述", "为什么", "区别"],
+        keywords=LONG_KEYWORDS,
         max_tokens=320,
     ),
 ]

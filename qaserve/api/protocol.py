@@ -309,8 +309,8 @@ class TopLogprob(BaseModel):
     bytes: list[int]
 
     @classmethod
-    def of(cls, token: str, logprob: float) -> TopLogprob:
-        return cls(token=token, logprob=_finite(logprob), bytes=list(token.encode()))
+    def of(cls, token: str, logprob: float, **extra):
+        return cls(token=token, logprob=_finite(logprob), bytes=list(token.encode()), **extra)
 
 
 class ChatTokenLogprob(TopLogprob):
@@ -325,8 +325,9 @@ class ChatLogprobs(BaseModel):
         if tokens is None:
             return None
         content = [
-            ChatTokenLogprob(
-                **TopLogprob.of(t.token, t.logprob).model_dump(),
+            ChatTokenLogprob.of(
+                t.token,
+                t.logprob,
                 top_logprobs=[TopLogprob.of(*alternative) for alternative in t.top],
             )
             for t in tokens

@@ -135,7 +135,12 @@ class OpenAIServing:
             raise OpenAIError(400, str(exc), "model", "model_not_found") from None
 
     def _gen_params(
-        self, body: OpenAIRequest, prompt_len: int, prompt_field: str, default: int | None
+        self,
+        body: OpenAIRequest,
+        adapter: str | None,
+        prompt_len: int,
+        prompt_field: str,
+        default: int | None,
     ) -> GenParams:
         """Sampling from the request (settings fill the gaps), checked against the context."""
         context_len = self.prompts.context_len
@@ -150,7 +155,6 @@ class OpenAIServing:
                 f"the {context_len}-token context"
             )
             raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
-        adapter = self._adapter_for(body.model)
         return replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
 
     def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
@@ -160,10 +164,13 @@ class OpenAIServing:
         return [replace(params, seed=params.seed + i) for i in range(body.n)]
 
     async def chat(self, body: ChatCompletionRequest) -> Response:
+        adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
         thinking = body.thinking(self.settings.default_mode)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
-        choices = self._choices(self._gen_params(body, len(prompt_ids), "messages", None), body)
+        choices = self._choices(
+            self._gen_params(body, adapter, len(prompt_ids), "messages", None), body
+        )
         reply = ChatReply(self.settings.model_name, thinking, len(prompt_ids))
         if body.stream:
             streams = [self.engine.stream(prompt_ids, p) for p in choices]
@@ -172,6 +179,7 @@ class OpenAIServing:
         return model_response(reply.whole(results))
 
     async def completions(self, body: CompletionRequest) -> Response:
+        adapter = self._adapter_for(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) * body.n > self.settings.max_batch_size:
             message = (
@@ -186,7 +194,9 @@ class OpenAIServing:
         choice_ids: list[list[int]] = []
         choice_params: list[GenParams] = []
         for prompt_ids in ids:
-            params = self._gen_params(body, len(prompt_ids), "prompt", COMPLETION_MAX_TOKENS)
+            params = self._gen_params(
+                body, adapter, len(prompt_ids), "prompt", COMPLETION_MAX_TOKENS
+            )
             choice_params += self._choices(params, body)
             choice_ids += [prompt_ids] * body.n
         reply = CompletionReply(self.settings.model_name, sum(map(len, ids)))

@@ -113,5 +113,6 @@ async def join_chunks(chunks: AsyncIterator[GenResult]) -> GenResult:
         tokens += chunk.output_tokens
         finish = chunk.finish_reason or finish
         if chunk.logprobs is not None:
-            logprobs = (logprobs or []) + chunk.logprobs
+            logprobs = logprobs or []
+            logprobs.extend(chunk.logprobs)
     return GenResult("".join(parts), tokens, finish or "length", logprobs)
