@@ -3,7 +3,7 @@
 if __name__ == "__mp_main__":
     # A process that vLLM spawned (its engine core, its workers) imports this file under
     # this name before anything else: tie it to its parent, so none outlives a killed server.
-    from qaserve.lifecycle import die_with_parent
+    from qaserve.engine.processes import die_with_parent
 
     die_with_parent()
 
@@ -15,12 +15,12 @@ app = create_app()
 if __name__ == "__main__":
     import uvicorn
 
-    settings = get_settings()
+    server = get_settings().server
     uvicorn.run(
         app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        timeout_keep_alive=settings.keep_alive_seconds,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        timeout_graceful_shutdown=server.shutdown_timeout_seconds,
+        timeout_keep_alive=server.keep_alive_seconds,
     )

@@ -93,20 +93,25 @@ def serve_raw_phases() -> None:
     from vllm import LLM, EngineArgs
 
     from qaserve.core.answerer import ParamPlanner
+    from qaserve.core.length import LengthPolicy
     from qaserve.core.prompts import PromptBuilder, context_length
+    from qaserve.core.sampling import configured_params
     from qaserve.engine.vllm_backend import engine_kwargs, vllm_sampling_params
     from qaserve.settings import Settings
 
     settings = Settings()
     accepted = {f.name for f in dataclasses.fields(EngineArgs)}
-    llm = LLM(**engine_kwargs(settings, accepted, None))
+    llm = LLM(**engine_kwargs(settings.model, settings.engine, accepted, None))
     prompts = PromptBuilder.load(
         settings.model_dir,
         context_length(settings.model_dir, settings.max_model_len),
         settings.enable_thinking,
         settings.trust_remote_code,
     )
-    planner = ParamPlanner(settings, prompts.context_len)  # as /predict plans each item
+    generation = settings.generation
+    # As /predict plans each item (no LoRA adapter here).
+    configured = configured_params(generation, adapter=None)
+    planner = ParamPlanner(configured, LengthPolicy(generation), prompts.context_len)
 
     def generate(questions: list[str]) -> Sample:
         params = planner.plan(questions, {})

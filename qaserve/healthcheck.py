@@ -13,7 +13,7 @@ from qaserve.settings import get_settings
 
 
 def main() -> int:
-    url = f"http://127.0.0.1:{get_settings().port}/"
+    url = f"http://127.0.0.1:{get_settings().server.port}/"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return 0 if response.status == 200 else 1

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TypeVar
 
 from qaserve.manifest import Manifest, ManifestError
-from qaserve.settings import Settings
+from qaserve.settings import ModelSettings
+
+Model = TypeVar("Model", bound=ModelSettings)
 
 __all__ = ["ManifestError", "with_manifest_paths"]
 
 logger = logging.getLogger(__name__)
 
 
-def with_manifest_paths(settings: Settings) -> Settings:
+def with_manifest_paths(settings: Model) -> Model:
     """Settings whose model_dir (and draft_model_dir, and the adapters served beside the
     model) come from MODEL_MANIFEST, if set. A served adapter there is the default one
     unless DEFAULT_ADAPTER says otherwise."""

@@ -138,7 +138,7 @@ def test_the_image_leaves_out_only_what_serving_never_imports():
     loaded = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "qaserve.api.serving_openai" in loaded
+    assert "qaserve.api.openai.serving" in loaded
     assert [m for m in loaded if m.startswith(tuple(left_out))] == []
 
 

@@ -11,14 +11,46 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 
 from qaserve.api.body import BodyTooLarge, OrjsonResponse
-from qaserve.api.protocol import ErrorInfo, ErrorResponse
 from qaserve.engine import EngineDeadError
 
 logger = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/v1/"
+
+
+# ---- error bodies -------------------------------------------------------------
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """FastAPI's 422 body: each issue's ``loc`` names the field."""
+
+    detail: list[ValidationIssue]
+
+
+class ServerErrorResponse(BaseModel):
+    detail: str
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body."""
+
+    error: ErrorInfo
 
 
 # What each error status means, for the OpenAPI document.

@@ -9,10 +9,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from qaserve.core.length import LengthPolicy
-from qaserve.core.prompts import PromptBuilder, strip_think
-from qaserve.core.sampling import configured_params
+from qaserve.core.prompts import PromptBuilder
+from qaserve.core.reasoning import split_reasoning
 from qaserve.engine import Engine, GenParams
-from qaserve.settings import Settings
 
 # Up to this much work plans and tokenizes in well under a millisecond, less than a
 # thread hop costs; more goes to a thread so the event loop keeps serving.
@@ -35,12 +34,13 @@ class Answers:
 
 
 class ParamPlanner:
-    """Sampling and stopping for each question: settings, its length plan, overrides."""
+    """Sampling and stopping for each question: the configured sampling, its length plan,
+    the request's overrides."""
 
-    def __init__(self, settings: Settings, context_len: int):
+    def __init__(self, configured: GenParams, length: LengthPolicy, context_len: int):
+        self.configured = configured
+        self.length = length
         self.context_len = context_len
-        self.length = LengthPolicy(settings)
-        self.configured = configured_params(settings)
 
     def base_params(self, overrides: Overrides) -> GenParams:
         sampling = {name: value for name, value in overrides.items() if name not in _PLANNED}
@@ -62,11 +62,13 @@ class ParamPlanner:
 
 
 class Answerer:
-    def __init__(self, settings: Settings, engine: Engine, prompts: PromptBuilder):
+    def __init__(
+        self, engine: Engine, prompts: PromptBuilder, planner: ParamPlanner, system_prompt: str
+    ):
         self.engine = engine
         self.prompts = prompts
-        self.system_prompt = settings.system_prompt
-        self.planner = ParamPlanner(settings, prompts.context_len)
+        self.planner = planner
+        self.system_prompt = system_prompt
 
     def _prepare(
         self, questions: list[str], overrides: Overrides
@@ -94,8 +96,11 @@ class Answerer:
         else:
             params, prompt_ids = await asyncio.to_thread(prepare)
         results = await self.engine.generate_batch(prompt_ids, params, deadline)
+        thinking = self.prompts.enable_thinking
         texts = [
-            self.planner.length.finalize(strip_think(r.text), p.max_sentences, r.finish_reason)
+            self.planner.length.finalize(
+                split_reasoning(r.text, thinking)[1], p.max_sentences, r.finish_reason
+            )
             for r, p in zip(results, params, strict=True)
         ]
         return Answers(

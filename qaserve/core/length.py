@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qaserve.settings import BudgetRule, Settings
+from qaserve.settings import BudgetRule, GenerationSettings
 
 _CLAUSE_TAIL = "，,、：；（“ \n\t"
 
@@ -68,7 +68,7 @@ def tidy_end(text: str) -> str:
 
 
 class LengthPolicy:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: GenerationSettings):
         self.settings = settings
 
     def plan(self, question: str) -> LengthPlan:

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 CUT_MARGIN_TOKENS = 64
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-
-
-def strip_think(text: str) -> str:
-    """Remove reasoning: whole <think> blocks, anything before a lone </think>, stray tags."""
-    text = _THINK_BLOCK.sub("", text)
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    return text.replace("<think>", "").strip()
 
 
 def context_length(model_dir: str, configured: int | None) -> int:
@@ -27,6 +17,8 @@ def context_length(model_dir: str, configured: int | None) -> int:
 
 
 class PromptBuilder:
+    """The one way from text to token ids: chat rendering, tokenizing, cutting to fit."""
+
     def __init__(self, tokenizer, context_len: int, enable_thinking: bool):
         self.tokenizer = tokenizer
         self.context_len = context_len
@@ -60,6 +52,11 @@ class PromptBuilder:
 
     def token_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def completion_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Raw completion prompts, in bulk, with the tokenizer's special tokens (as vLLM's
+        completions tokenize them)."""
+        return self.tokenizer(prompts)["input_ids"]
 
     def encode_many(
         self, system_prompt: str, questions: list[str], max_new_tokens: list[int]

@@ -1,4 +1,5 @@
-"""Split Qwen3 output into reasoning and answer, as it streams or all at once.
+"""Split Qwen3 output into reasoning and answer, as it streams or all at once: the one rule
+for both APIs (/predict keeps the answer; /v1 returns both, apart).
 
 With thinking on, Qwen3 writes ``<think>…</think>`` before the answer (some
 templates put the opening tag in the prompt): text before ``</think>`` is
@@ -72,7 +73,8 @@ def _split(text: str, at: int) -> tuple[str, str]:
 
 
 def split_reasoning(text: str, thinking: bool) -> tuple[str, str]:
-    """(reasoning, answer) of a complete text."""
-    splitter = ReasoningSplitter(thinking)
+    """(reasoning, answer) of a complete text. Complete, a text that closes a think block
+    shows its reasoning even where no block was opened (the template opened it)."""
+    splitter = ReasoningSplitter(thinking or CLOSE in text)
     first, second = splitter.feed(text), splitter.finish()
     return first[0] + second[0], (first[1] + second[1]).strip()

@@ -5,22 +5,19 @@ from __future__ import annotations
 from dataclasses import fields
 
 from qaserve.engine import GenParams
-from qaserve.settings import Settings
+from qaserve.settings import GenerationSettings
 
-# Settings named as GenParams fields configure them, except two that mean something else
-# there: SEED seeds the engine (GenParams.seed seeds one request; None: unseeded), and
-# MAX_SENTENCES is the length plan's default cap (/predict applies it per question).
-_OTHER_MEANING = {"seed", "max_sentences"}
+# Settings named as GenParams fields configure them, except MAX_SENTENCES: it is the length
+# plan's default cap, which /predict applies per question.
 CONFIGURED_SAMPLING = tuple(
     f.name
     for f in fields(GenParams)
-    if f.name in Settings.model_fields and f.name not in _OTHER_MEANING
+    if f.name in GenerationSettings.model_fields and f.name != "max_sentences"
 )
 
 
-def configured_params(settings: Settings) -> GenParams:
+def configured_params(generation: GenerationSettings, adapter: str | None) -> GenParams:
     """GenParams from the settings alone: MAX_NEW_TOKENS as budget, no stops, no cap, the
-    default adapter."""
-    chosen = {name: getattr(settings, name) for name in CONFIGURED_SAMPLING}
-    adapter = settings.adapter_for(None)
-    return GenParams(max_tokens=settings.max_new_tokens, adapter=adapter, **chosen)
+    given adapter (None: the base model)."""
+    chosen = {name: getattr(generation, name) for name in CONFIGURED_SAMPLING}
+    return GenParams(max_tokens=generation.max_new_tokens, adapter=adapter, **chosen)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qaserve.core.answerer import Answerer
-from qaserve.settings import Settings
+from qaserve.settings import WarmupSettings
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class WarmupReport:
     tokens_per_second: float
 
 
-async def _passes(answerer: Answerer, questions: list[str], settings: Settings, done: list[int]):
+async def _passes(
+    answerer: Answerer, questions: list[str], settings: WarmupSettings, done: list[int]
+):
     overrides = (
         {} if settings.warmup_max_tokens is None else {"max_tokens": settings.warmup_max_tokens}
     )
@@ -60,7 +62,7 @@ async def _passes(answerer: Answerer, questions: list[str], settings: Settings, 
         done.append(answers.output_tokens)
 
 
-async def run_warmup(answerer: Answerer, settings: Settings) -> WarmupReport:
+async def run_warmup(answerer: Answerer, settings: WarmupSettings) -> WarmupReport:
     """Compile the batch shapes and fill the prefix cache before the port opens: the
     questions, WARMUP_REPEAT times, within WARMUP_TIMEOUT_SECONDS."""
     questions = pick_warmup_questions(settings.warmup_data_path, settings.warmup_num_samples)

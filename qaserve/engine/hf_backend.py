@@ -15,8 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from itertools import groupby
 
-from qaserve.engine.types import BackendInfo, GenParams, GenResult, TokenLogprob
-from qaserve.settings import Settings
+from qaserve.engine.types import BackendInfo, EngineStart, GenParams, GenResult, TokenLogprob
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +51,13 @@ class TransformersEngine:
         self.stats: dict[str, int] = {}  # generate() runs whole batches: nothing to count
 
     @classmethod
-    def start(cls, settings: Settings, reason: str | None) -> TransformersEngine:
+    def start(cls, start: EngineStart, reason: str | None) -> TransformersEngine:
         import torch
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if settings.lora_adapters:
+        model_files, settings = start.model, start.engine
+        if model_files.lora_adapters:
             raise RuntimeError(
                 f"the transformers backend cannot serve LoRA adapters ({reason}); serve them "
                 f"on vLLM, or merge them at build time (ADAPTER_MODE=merge)"
@@ -66,12 +66,12 @@ class TransformersEngine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         tokenizer = AutoTokenizer.from_pretrained(
-            settings.model_dir, trust_remote_code=settings.trust_remote_code
+            model_files.model_dir, trust_remote_code=model_files.trust_remote_code
         )
         model = AutoModelForCausalLM.from_pretrained(
-            settings.model_dir,
+            model_files.model_dir,
             torch_dtype=settings.dtype,  # the name transformers 4.x (eval image) knows
-            trust_remote_code=settings.trust_remote_code,
+            trust_remote_code=model_files.trust_remote_code,
         ).to(device)
         model.eval()
         info = BackendInfo(

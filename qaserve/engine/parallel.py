@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from qaserve.settings import Settings
+from qaserve.settings import EngineSettings
 
 
 def visible_gpus() -> int:
@@ -15,7 +15,7 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def tensor_parallel_size(settings: Settings) -> int:
+def tensor_parallel_size(settings: EngineSettings) -> int:
     """TENSOR_PARALLEL_SIZE, with ``auto`` as every visible GPU (1 on a CPU host)."""
     if settings.tensor_parallel_size == "auto":
         return max(1, visible_gpus())
@@ -32,9 +32,10 @@ def cpu_threads_binding(workers: int, cores: list[int]) -> str:
     return "|".join(",".join(map(str, group)) for group in groups)
 
 
-def prepare_layout(settings: Settings, on_cpu: bool) -> dict:
-    """The layout for /info; on a CPU host with several workers, binds each to its cores
-    unless VLLM_CPU_OMP_THREADS_BIND says how already."""
+def prepare_layout(settings: EngineSettings, on_cpu: bool) -> tuple[dict, dict[str, str]]:
+    """The layout for /info, and the variables vLLM's processes must find in their
+    environment: on a CPU host with several workers, each bound to its own cores unless
+    VLLM_CPU_OMP_THREADS_BIND says how already."""
     layout = {
         "tensor_parallel_size": tensor_parallel_size(settings),
         "pipeline_parallel_size": settings.pipeline_parallel_size,
@@ -43,10 +44,11 @@ def prepare_layout(settings: Settings, on_cpu: bool) -> dict:
     }
     workers = layout["tensor_parallel_size"] * layout["pipeline_parallel_size"]
     binding = settings.vllm_cpu_omp_threads_bind
+    environment = {}
     if on_cpu and workers > 1 and binding is None:
         binding = cpu_threads_binding(workers, sorted(os.sched_getaffinity(0)))
         # vLLM's CPU workers read it from the environment, in the processes it starts.
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = binding
+        environment["VLLM_CPU_OMP_THREADS_BIND"] = binding
     if on_cpu:
         layout["cpu_threads_bind"] = binding or "auto"
-    return layout
+    return layout, environment

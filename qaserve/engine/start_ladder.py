@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from qaserve.engine.output_tap import OutputTap
-from qaserve.settings import Settings
+from qaserve.engine.types import EngineStart
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ class EngineStartError(RuntimeError):
         self.attempts = attempts
 
 
-def longest_budget(settings: Settings) -> int:
-    return max([settings.max_new_tokens, *(rule.max_tokens for rule in settings.budget_rules)])
-
-
 def error_lines(text: str) -> list[str]:
     found = (_ERROR_LINE.search(line) for line in text.splitlines())
     return [match.group(1).strip() for match in found if match]
@@ -83,8 +79,9 @@ def root_cause(exc: BaseException, captured: str) -> str:
     return lines[-1] if lines else own
 
 
-def remedy(cause: str, settings: Settings) -> Rung | None:
+def remedy(cause: str, start: EngineStart) -> Rung | None:
     """The smaller setting that the failure says would let vLLM start; None if none."""
+    settings = start.engine
     if memory := _MEMORY.search(cause):
         free, total = float(memory[1]), float(memory[2])
         fraction = round(free / total - MEMORY_MARGIN, 2)
@@ -92,7 +89,7 @@ def remedy(cause: str, settings: Settings) -> Rung | None:
             why = f"{free}/{total} GiB free: the reservation must fit in it"
             return Rung({"gpu_memory_utilization": fraction}, why)
     if fitting := _FITTING_LENGTH.search(cause):
-        fits, needed = int(fitting[1]), longest_budget(settings) + PROMPT_ALLOWANCE
+        fits, needed = int(fitting[1]), start.longest_answer + PROMPT_ALLOWANCE
         current = settings.max_model_len
         if needed <= fits and (current is None or fits < current):
             why = f"the KV cache holds {fits} tokens (at least {needed} are needed)"
@@ -102,7 +99,7 @@ def remedy(cause: str, settings: Settings) -> Rung | None:
     return None
 
 
-def start_vllm(settings: Settings):
+def start_vllm(start: EngineStart):
     """The VllmEngine, started by as many rungs of the ladder as it takes."""
     from qaserve.engine.vllm_backend import VllmEngine
 
@@ -110,7 +107,7 @@ def start_vllm(settings: Settings):
     changed: dict = {}
     with OutputTap() as tap:
         while True:
-            current = settings.model_copy(update=changed)
+            current = replace(start, engine=start.engine.model_copy(update=changed))
             mark, started = tap.mark(), time.perf_counter()
             try:
                 engine = VllmEngine.start(current)

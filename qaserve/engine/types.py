@@ -1,10 +1,28 @@
-"""What every backend takes and returns, so the rest of the server ignores which one runs."""
+"""What every backend is started from, takes and returns, so the rest of the server ignores
+which one runs."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
 from typing import Protocol
+
+from qaserve.settings import EngineSettings, ModelSettings, Settings
+
+
+@dataclass(frozen=True)
+class EngineStart:
+    """What the engine layer starts from: the model's folders, the engine settings, and the
+    largest token budget a question can get (no start rule shrinks the context below it)."""
+
+    model: ModelSettings
+    engine: EngineSettings
+    longest_answer: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> EngineStart:
+        """The engine layer's part of the whole settings."""
+        return cls(settings.model, settings.engine, settings.generation.longest_answer())
 
 
 @dataclass(frozen=True)

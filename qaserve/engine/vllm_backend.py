@@ -23,17 +23,19 @@ from pathlib import Path
 
 from qaserve.adapters import max_lora_rank
 from qaserve.engine.parallel import prepare_layout
+from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (
     BackendInfo,
     EngineDeadError,
+    EngineStart,
     GenParams,
     GenResult,
     TokenLogprob,
     count_sentence_ends,
     join_chunks,
 )
-from qaserve.lifecycle import engine_processes_die_with_this_process
-from qaserve.settings import Settings
+from qaserve.engine.vllm_environment import export_to_vllm
+from qaserve.settings import EngineSettings, ModelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,11 @@ def _major_minor(version: str) -> tuple[int, int]:
     return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
 
 
-def speculative_config(settings: Settings, vllm_version: str) -> tuple[dict | None, str | None]:
-    """The engine's speculative_config, and a note when speculation had to be left off."""
+def speculative_config(
+    settings: EngineSettings, draft: str | None, vllm_version: str
+) -> tuple[dict | None, str | None]:
+    """The engine's speculative_config (``draft``: the draft model's folder), and a note when
+    speculation had to be left off."""
     if not settings.enable_speculative_decoding:
         return None, None
     tokens = settings.spec_num_speculative_tokens
@@ -55,7 +60,6 @@ def speculative_config(settings: Settings, vllm_version: str) -> tuple[dict | No
             "prompt_lookup_max": settings.spec_ngram_prompt_lookup_max,
             "prompt_lookup_min": settings.spec_ngram_prompt_lookup_min,
         }, None
-    draft = settings.draft_model_dir
     if not draft or not (Path(draft) / "config.json").is_file():
         return None, f"draft model not found at DRAFT_MODEL_DIR={draft!r}; running without it"
     # 0.10 to 0.14 refuse a draft model when the engine is configured (NotImplementedError
@@ -70,10 +74,12 @@ def speculative_config(settings: Settings, vllm_version: str) -> tuple[dict | No
     }, None
 
 
-def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> dict:
+def engine_kwargs(
+    model: ModelSettings, settings: EngineSettings, accepted: set[str], spec: dict | None
+) -> dict:
     """AsyncEngineArgs keywords from the settings, limited to what this vLLM accepts."""
     kwargs = {
-        "model": settings.model_dir,
+        "model": model.model_dir,
         "dtype": settings.dtype,
         "max_model_len": settings.max_model_len,
         "gpu_memory_utilization": settings.gpu_memory_utilization,
@@ -89,20 +95,20 @@ def engine_kwargs(settings: Settings, accepted: set[str], spec: dict | None) -> 
         "data_parallel_size": settings.data_parallel_size,
         "distributed_executor_backend": settings.distributed_executor_backend,
         "seed": settings.seed,
-        "trust_remote_code": settings.trust_remote_code,
+        "trust_remote_code": model.trust_remote_code,
         "speculative_config": spec,
         "disable_log_stats": not settings.log_engine_stats,
         # One log line per request costs real time in a 512-item batch.
         "disable_log_requests": True,
         "enable_log_requests": False,
-        **lora_kwargs(settings),
+        **lora_kwargs(model.lora_adapters),
     }
     return {key: value for key, value in kwargs.items() if key in accepted}
 
 
-def lora_kwargs(settings: Settings) -> dict:
+def lora_kwargs(adapters: dict[str, str]) -> dict:
     """LoRA support, sized for the configured adapters (all of them in one batch)."""
-    folders = list(settings.lora_adapters.values())
+    folders = list(adapters.values())
     if not folders:
         return {}
     return {"enable_lora": True, "max_loras": len(folders), "max_lora_rank": max_lora_rank(folders)}
@@ -153,19 +159,21 @@ class VllmEngine:
         self._dead: str | None = None
 
     @classmethod
-    def start(cls, settings: Settings) -> VllmEngine:
+    def start(cls, start: EngineStart) -> VllmEngine:
         import vllm
         from vllm import AsyncEngineArgs, AsyncLLMEngine
         from vllm.platforms import current_platform
 
-        layout = prepare_layout(settings, on_cpu=current_platform.is_cpu())
+        layout, environment = prepare_layout(start.engine, on_cpu=current_platform.is_cpu())
         resolved = {"tensor_parallel_size": layout["tensor_parallel_size"]}
-        settings = settings.model_copy(update=resolved)
-        spec, spec_note = speculative_config(settings, vllm.__version__)
+        settings = start.engine.model_copy(update=resolved)
+        model = start.model
+        spec, spec_note = speculative_config(settings, model.draft_model_dir, vllm.__version__)
         if spec_note:
             logger.warning("speculative decoding off: %s", spec_note)
         accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
-        args = AsyncEngineArgs(**engine_kwargs(settings, accepted, spec))
+        args = AsyncEngineArgs(**engine_kwargs(model, settings, accepted, spec))
+        export_to_vllm(environment)
         engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
         info = BackendInfo(
@@ -176,12 +184,12 @@ class VllmEngine:
                 "speculative_config": spec,
                 "speculative_note": spec_note,
                 "parallel": layout,
-                "lora_adapters": settings.lora_adapters,
+                "lora_adapters": model.lora_adapters,
             },
             adjusted=resolved,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
-        return cls(engine, info, settings.lora_adapters)
+        return cls(engine, info, model.lora_adapters)
 
     def dead_reason(self) -> str | None:
         if self._dead is None:

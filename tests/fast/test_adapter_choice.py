@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from qaserve.api.models import ModelRegistry
 from qaserve.manifest import Adapter, Entry, Manifest
 from qaserve.model_files import with_manifest_paths
 from qaserve.settings import Settings
@@ -73,6 +74,8 @@ def test_the_manifest_served_adapter_is_the_default_unless_one_is_set(tmp_path):
     manifest.write(tmp_path / "manifest.json")
     settings = with_manifest_paths(Settings(model_manifest=str(tmp_path / "manifest.json")))
     assert settings.lora_adapters == {"tutor": str(folders["tutor"])}
-    assert settings.adapter_for(None) == "tutor" and settings.adapter_for("base") is None
+    served = ModelRegistry(settings, context_len=4096, created=0)
+    assert served.adapter_for(None) == "tutor" and served.adapter_for("base") is None
     chosen = Settings(model_manifest=str(tmp_path / "manifest.json"), default_adapter="base")
-    assert with_manifest_paths(chosen).adapter_for(None) is None
+    served = ModelRegistry(with_manifest_paths(chosen), context_len=4096, created=0)
+    assert served.adapter_for(None) is None

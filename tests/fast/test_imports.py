@@ -18,7 +18,7 @@ SERVED = sorted(
 
 
 def test_the_serving_package_is_found_whole():
-    assert {"qaserve.app", "qaserve.api.serving_openai", "qaserve.engine.vllm_backend"} <= set(
+    assert {"qaserve.app", "qaserve.api.openai.serving", "qaserve.engine.vllm_backend"} <= set(
         SERVED
     )
 

@@ -6,8 +6,8 @@ from qaserve.core.length import (
     tidy_end,
     trim_partial_sentence,
 )
-from qaserve.core.prompts import strip_think
-from qaserve.settings import DEFAULT_BUDGET_RULES, BudgetRule, Settings
+from qaserve.core.reasoning import split_reasoning
+from qaserve.settings import DEFAULT_BUDGET_RULES, BudgetRule, GenerationSettings
 
 
 def test_first_matching_rule_decides_the_budget():
@@ -53,22 +53,25 @@ def test_tidy_end_removes_dangling_separators_but_not_code():
     assert tidy_end("int i = 0;") == "int i = 0;"
 
 
-def test_strip_think_removes_reasoning():
-    assert strip_think("<think>先想一想</think>\n\n答案。") == "答案。"
-    assert strip_think("推理过程</think>答案。") == "答案。"
-    assert strip_think("<think>\n\n</think>\n\n答案。") == "答案。"
-    assert strip_think("答案。") == "答案。"
+def test_predicts_answer_leaves_the_reasoning_out():
+    def answer(text: str) -> str:
+        return split_reasoning(text, thinking=False)[1]
+
+    assert answer("<think>先想一想</think>\n\n答案。") == "答案。"
+    assert answer("推理过程</think>答案。") == "答案。"
+    assert answer("<think>\n\n</think>\n\n答案。") == "答案。"
+    assert answer("答案。") == "答案。"
 
 
 def test_policy_sends_markers_to_the_engine_only_when_trimming():
-    off = LengthPolicy(Settings(stop_strings=["\n\n"], trim_examples=False))
+    off = LengthPolicy(GenerationSettings(stop_strings=["\n\n"], trim_examples=False))
     assert off.engine_stops() == ("\n\n",)
-    on = LengthPolicy(Settings(stop_strings=["\n\n"], trim_examples=True))
+    on = LengthPolicy(GenerationSettings(stop_strings=["\n\n"], trim_examples=True))
     assert on.engine_stops() == ("\n\n", "例如", "比如")
 
 
 def test_finalize_applies_each_enabled_rule():
-    policy = LengthPolicy(Settings(trim_examples=True, trim_partial_sentence=True))
+    policy = LengthPolicy(GenerationSettings(trim_examples=True, trim_partial_sentence=True))
     text = "全局内存容量大。访问延迟高。例如每次访问"
     assert policy.finalize(text, 0, "stop") == "全局内存容量大。访问延迟高。"
     assert policy.finalize("一。二。三", 0, "length") == "一。二。"

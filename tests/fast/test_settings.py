@@ -55,21 +55,21 @@ def test_bad_values_fail_loudly(monkeypatch):
 
 def test_speculative_config_per_method_and_version(tmp_path):
     ngram = Settings(enable_speculative_decoding=True, spec_num_speculative_tokens=3)
-    config, note = speculative_config(ngram, "0.10.0")
+    config, note = speculative_config(ngram, None, "0.10.0")
     assert config["method"] == "ngram" and config["num_speculative_tokens"] == 3 and note is None
 
     (tmp_path / "config.json").write_text("{}")
     draft = Settings(
         enable_speculative_decoding=True, spec_method="draft", draft_model_dir=str(tmp_path)
     )
-    assert speculative_config(draft, "0.32.0")[0]["model"] == str(tmp_path)
+    assert speculative_config(draft, str(tmp_path), "0.32.0")[0]["model"] == str(tmp_path)
     for before_draft_models in ("0.10.0", "0.14.1"):
-        config, note = speculative_config(draft, before_draft_models)
+        config, note = speculative_config(draft, str(tmp_path), before_draft_models)
         assert config is None and "ngram" in note
     missing = Settings(
         enable_speculative_decoding=True, spec_method="draft", draft_model_dir="/nope"
     )
-    config, note = speculative_config(missing, "0.32.0")
+    config, note = speculative_config(missing, "/nope", "0.32.0")
     assert config is None and "/nope" in note
 
 
@@ -80,7 +80,8 @@ def test_engine_kwargs_fit_the_installed_vllm():
     AsyncEngineArgs = vllm.AsyncEngineArgs
 
     accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
-    kwargs = engine_kwargs(Settings(model_dir="m", vllm_max_num_seqs=7), accepted, None)
+    settings = Settings(model_dir="m", vllm_max_num_seqs=7)
+    kwargs = engine_kwargs(settings.model, settings.engine, accepted, None)
     assert kwargs["max_num_seqs"] == 7 and kwargs["model"] == "m"
     AsyncEngineArgs(**kwargs)  # every keyword is one this vLLM takes
     # vLLM 0.10 spells the request-log switch differently: both map, only one is passed.
@@ -96,7 +97,8 @@ def test_parallel_settings_reach_the_engine_arguments():
         distributed_executor_backend="ray",
     )
     accepted = {"tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"}
-    kwargs = engine_kwargs(settings, accepted | {"distributed_executor_backend"}, None)
+    accepted |= {"distributed_executor_backend"}
+    kwargs = engine_kwargs(settings.model, settings.engine, accepted, None)
     assert kwargs == {
         "tensor_parallel_size": 2,
         "pipeline_parallel_size": 2,
@@ -115,7 +117,7 @@ def test_ray_mode_engine_arguments_are_ones_this_vllm_takes():
     vllm = pytest.importorskip("vllm", reason="the Python 3.10 run has no vLLM")
     settings = Settings(model_dir="m", pipeline_parallel_size=2, distributed_executor_backend="ray")
     accepted = {f.name for f in dataclasses.fields(vllm.AsyncEngineArgs)}
-    args = vllm.AsyncEngineArgs(**engine_kwargs(settings, accepted, None))
+    args = vllm.AsyncEngineArgs(**engine_kwargs(settings.model, settings.engine, accepted, None))
     assert (args.pipeline_parallel_size, args.distributed_executor_backend) == (2, "ray")
 
 
@@ -130,3 +132,14 @@ def test_auto_tensor_parallel_is_one_on_a_host_without_gpus():
     pytest.importorskip("torch", reason="the Python 3.10 run has no torch")
     assert tensor_parallel_size(Settings(tensor_parallel_size="auto")) == 1
     assert tensor_parallel_size(Settings(tensor_parallel_size=3)) == 3
+
+
+def test_the_groups_split_the_settings_without_overlap():
+    from qaserve.settings import GROUPS
+
+    fields = [name for group in GROUPS for name in group.model_fields]
+    assert len(fields) == len(set(fields)), "a setting is in two groups"
+    assert set(fields) | {"profile"} == set(Settings.model_fields)
+    settings = Settings(vllm_max_num_seqs=7, max_new_tokens=9, warmup_repeat=3)
+    assert settings.engine.vllm_max_num_seqs == 7 and not hasattr(settings.engine, "max_new_tokens")
+    assert settings.generation.max_new_tokens == 9 and settings.warmup.warmup_repeat == 3

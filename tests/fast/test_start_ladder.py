@@ -3,7 +3,13 @@
 import pytest
 
 from qaserve.engine.start_ladder import remedy, root_cause
+from qaserve.engine.types import EngineStart
 from qaserve.settings import Settings
+
+
+def started(**values) -> EngineStart:
+    return EngineStart.of(Settings(**values))
+
 
 CPU_MEMORY = (
     "(EngineCore pid=11855) ERROR 11-25 16:37:11 [multiproc_executor.py:953] ValueError: "
@@ -40,20 +46,20 @@ def test_the_engine_process_error_line_is_the_cause_not_the_parent_summary():
 
 @pytest.mark.parametrize(("line", "fraction"), [(CPU_MEMORY, 0.77), (GPU_MEMORY, 0.27)])
 def test_memory_errors_size_the_reservation_from_what_is_free(line, fraction):
-    rung = remedy(root_cause(CHILD_FAILED, line), Settings(gpu_memory_utilization=0.9))
+    rung = remedy(root_cause(CHILD_FAILED, line), started(gpu_memory_utilization=0.9))
     assert rung.change == {"gpu_memory_utilization": fraction}
-    assert remedy(line, Settings(gpu_memory_utilization=0.2)) is None  # already below: no rung
+    assert remedy(line, started(gpu_memory_utilization=0.2)) is None  # already below: no rung
 
 
 def test_a_context_the_kv_cache_cannot_hold_shrinks_but_not_below_the_budgets():
-    rung = remedy(KV_TOO_SMALL, Settings(max_model_len=32768))
+    rung = remedy(KV_TOO_SMALL, started(max_model_len=32768))
     assert rung.change == {"max_model_len": 4096}
     greedy = [{"name": "long", "keywords": ["x"], "max_tokens": 3800}]
-    assert remedy(KV_TOO_SMALL, Settings(max_model_len=32768, budget_rules=greedy)) is None
+    assert remedy(KV_TOO_SMALL, started(max_model_len=32768, budget_rules=greedy)) is None
 
 
 def test_compilation_failures_retry_eager_once():
     line = "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised: boom"
-    assert remedy(line, Settings(enforce_eager=False)).change == {"enforce_eager": True}
-    assert remedy(line, Settings(enforce_eager=True)) is None
-    assert remedy("ValueError: unknown dtype", Settings()) is None
+    assert remedy(line, started(enforce_eager=False)).change == {"enforce_eager": True}
+    assert remedy(line, started(enforce_eager=True)) is None
+    assert remedy("ValueError: unknown dtype", started()) is None

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from fastapi.responses import Response
 
 from qaserve.api import metrics
-from qaserve.api.body import invalid_request, model_response
-from qaserve.api.protocol import HealthResponse, InfoResponse, PredictRequest, PredictResponse
+from qaserve.api.body import model_response
+from qaserve.api.predict.protocol import InfoResponse, PredictRequest, PredictResponse
+from qaserve.api.serving import ServingBase
 from qaserve.core.answerer import Answerer, Answers
 from qaserve.core.warmup import WarmupReport
-from qaserve.engine import Engine, EngineDeadError
-from qaserve.settings import Settings
+from qaserve.engine import Engine, GenParams
+from qaserve.settings import ApiSettings
 
 
 @dataclass
@@ -35,38 +36,38 @@ class Counters:
         self.cut_at_deadline += answers.cut_at_deadline
 
 
-class PredictServing:
+@dataclass
+class StartReport:
+    """How the server came up, for /info."""
+
+    model_dir: str
+    settings: dict  # the effective settings, keys only as a count
+    warmup: WarmupReport
+    # Variables that look meant for the server but that it ignores, with why.
+    unread_environment: dict[str, str] = field(default_factory=dict)
+
+
+class PredictServing(ServingBase):
     def __init__(
         self,
-        settings: Settings,
         engine: Engine,
+        configured: GenParams,
+        api: ApiSettings,
         answerer: Answerer,
-        warmup: WarmupReport,
-        unread_environment: dict[str, str],
+        start: StartReport,
     ):
-        self.settings = settings
-        self.engine = engine
+        super().__init__(engine, configured, api)
         self.answerer = answerer
-        self.warmup = warmup
-        # Variables that look meant for the server but that it ignores, with why.
-        self.unread_environment = unread_environment
+        self.start = start
         self.counters = Counters()
-
-    def health(self) -> HealthResponse:
-        if (reason := self.engine.dead_reason()) is not None:
-            raise EngineDeadError(f"the engine is dead: {reason}")
-        return HealthResponse(status="batch" if self.settings.batch_mode else "ok")
 
     async def predict(self, body: PredictRequest) -> Response:
         single = isinstance(body.prompt, str)
         questions = [body.prompt] if single else body.prompt
-        limit = self.settings.max_batch_size
-        if len(questions) > limit:
-            message = f"batch of {len(questions)} prompts exceeds MAX_BATCH_SIZE={limit}"
-            raise invalid_request("too_long", ("body", "prompt"), message, len(questions))
+        self.check_batch(len(questions), "prompt", f"{len(questions)} prompts")
         deadline = None
-        if self.settings.predict_deadline_seconds is not None:
-            deadline = time.monotonic() + self.settings.predict_deadline_seconds
+        if self.api.predict_deadline_seconds is not None:
+            deadline = time.monotonic() + self.api.predict_deadline_seconds
         self.counters.in_flight += 1
         try:
             answers = await self.answerer.answer(questions, body.overrides(), deadline)
@@ -100,12 +101,12 @@ class PredictServing:
             vllm_version=engine.version if engine.backend == "vllm" else None,
             fallback_reason=engine.fallback_reason,
             engine_details=engine.details,
-            model=self.settings.model_dir,
+            model=self.start.model_dir,
             context_length=self.answerer.context_len,
             system_prompt=self.answerer.system_prompt,
-            warmup=asdict(self.warmup),
+            warmup=asdict(self.start.warmup),
             counters=asdict(self.counters),
             engine_stats=self.engine.stats,
-            settings=self.settings.public_dict(),
-            unread_environment=self.unread_environment,
+            settings=self.start.settings,
+            unread_environment=self.start.unread_environment,
         )

@@ -1,10 +1,5 @@
-"""The OpenAI API's serving object: chat and text completions on the shared engine.
-
-Wire format as vLLM's server and the OpenAI SDK expect. Competition length control
-does not apply here: the client sets budgets and stops. ``mode`` picks fast (thinking
-off, reasoning removed) or slow (thinking on, reasoning returned as
-``reasoning_content`` and ``reasoning``).
-"""
+"""The OpenAI objects of one reply, whole or as server-sent events: chat completions and
+their chunks, text completions, one choice per engine request."""
 
 from __future__ import annotations
 
@@ -13,41 +8,28 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from qaserve.api.body import model_response
-from qaserve.api.errors import OpenAIError, server_error
-from qaserve.api.protocol import (
+from qaserve.api.errors import server_error
+from qaserve.api.openai.protocol import (
     AssistantMessage,
     ChatChoice,
     ChatChunkChoice,
     ChatCompletionChunk,
-    ChatCompletionRequest,
     ChatCompletionResponse,
     ChatLogprobs,
     CompletionChoice,
     CompletionLogprobs,
-    CompletionRequest,
     CompletionResponse,
     DeltaMessage,
-    ModelCard,
-    ModelList,
-    OpenAIRequest,
     UsageInfo,
 )
-from qaserve.core.prompts import PromptBuilder
 from qaserve.core.reasoning import ReasoningSplitter, split_reasoning
-from qaserve.core.sampling import configured_params
-from qaserve.engine import Engine, GenParams, GenResult
-from qaserve.settings import Settings
+from qaserve.engine import GenResult
 
 logger = logging.getLogger(__name__)
-
-# OpenAI's own default when a completion request names no max_tokens.
-COMPLETION_MAX_TOKENS = 16
 
 
 def _finish_reason(reason: str | None) -> str:
@@ -70,7 +52,7 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield _sse("[DONE]")
 
 
-def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     # A client that goes away cancels this stream, which closes the engine stream: vLLM aborts.
     return StreamingResponse(_guarded(events), media_type="text/event-stream")
 
@@ -104,107 +86,6 @@ async def _interleave(
     finally:
         for task in tasks:
             task.cancel()
-
-
-class OpenAIServing:
-    def __init__(self, settings: Settings, engine: Engine, prompts: PromptBuilder, created: int):
-        self.settings = settings
-        self.engine = engine
-        self.prompts = prompts
-        self.created = created
-        self.configured = configured_params(settings)
-
-    def models(self) -> ModelList:
-        """The base model, then each LoRA adapter served beside it."""
-        base = self.settings.model_name
-        cards = [
-            ModelCard(
-                id=name,
-                created=self.created,
-                max_model_len=self.prompts.context_len,
-                parent=None if name == base else base,
-            )
-            for name in [base, *self.settings.lora_adapters]
-        ]
-        return ModelList(data=cards)
-
-    def _adapter_for(self, requested: str | None) -> str | None:
-        try:
-            return self.settings.adapter_for(requested)
-        except LookupError as exc:
-            raise OpenAIError(400, str(exc), "model", "model_not_found") from None
-
-    def _gen_params(
-        self,
-        body: OpenAIRequest,
-        adapter: str | None,
-        prompt_len: int,
-        prompt_field: str,
-        default: int | None,
-    ) -> GenParams:
-        """Sampling from the request (settings fill the gaps), checked against the context."""
-        context_len = self.prompts.context_len
-        room = context_len - prompt_len
-        if room <= 0:
-            message = f"the prompt is {prompt_len} tokens; the context holds {context_len}"
-            raise OpenAIError(400, message, prompt_field, "context_length_exceeded")
-        max_tokens = body.requested_max_tokens() or min(default or room, room)
-        if max_tokens > room:
-            message = (
-                f"max_tokens={max_tokens} plus the {prompt_len}-token prompt exceed "
-                f"the {context_len}-token context"
-            )
-            raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
-        return replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
-
-    def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
-        """One GenParams per choice: seeded requests give choice i the seed plus i, as vLLM."""
-        if params.seed is None:
-            return [params] * body.n
-        return [replace(params, seed=params.seed + i) for i in range(body.n)]
-
-    async def chat(self, body: ChatCompletionRequest) -> Response:
-        adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
-        thinking = body.thinking(self.settings.default_mode)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
-        choices = self._choices(
-            self._gen_params(body, adapter, len(prompt_ids), "messages", None), body
-        )
-        reply = ChatReply(self.settings.model_name, thinking, len(prompt_ids))
-        if body.stream:
-            streams = [self.engine.stream(prompt_ids, p) for p in choices]
-            return _event_stream(reply.events(streams, body.include_usage))
-        results = await self.engine.generate_batch([prompt_ids] * len(choices), choices)
-        return model_response(reply.whole(results))
-
-    async def completions(self, body: CompletionRequest) -> Response:
-        adapter = self._adapter_for(body.model)
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        if len(prompts) * body.n > self.settings.max_batch_size:
-            message = (
-                f"{len(prompts)} prompts times n={body.n} exceed the "
-                f"{self.settings.max_batch_size} choices a request may ask for (MAX_BATCH_SIZE)"
-            )
-            raise OpenAIError(400, message, "n")
-        ids = [self.prompts.tokenizer(p)["input_ids"] for p in prompts]
-        if not all(ids):
-            raise OpenAIError(400, "a prompt has no tokens: there is nothing to continue", "prompt")
-        # Choice index = prompt index * n + choice number, as vLLM numbers them.
-        choice_ids: list[list[int]] = []
-        choice_params: list[GenParams] = []
-        for prompt_ids in ids:
-            params = self._gen_params(
-                body, adapter, len(prompt_ids), "prompt", COMPLETION_MAX_TOKENS
-            )
-            choice_params += self._choices(params, body)
-            choice_ids += [prompt_ids] * body.n
-        reply = CompletionReply(self.settings.model_name, sum(map(len, ids)))
-        if body.stream:
-            streams = list(map(self.engine.stream, choice_ids, choice_params))
-            return _event_stream(reply.events(streams, body.include_usage))
-        results = await self.engine.generate_batch(choice_ids, choice_params)
-        return model_response(reply.whole(results))
 
 
 class ChatReply:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from qaserve.api.auth import check_api_key
-from qaserve.api.body import json_body_schema, model_response, parse_json_body
+from qaserve.api.body import json_body, json_body_schema, model_response
 from qaserve.api.disconnect import unless_disconnected
-from qaserve.api.errors import documented_errors
-from qaserve.api.protocol import (
+from qaserve.api.errors import ErrorResponse, documented_errors
+from qaserve.api.models import ModelList
+from qaserve.api.openai.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
-    ErrorResponse,
-    ModelList,
 )
-from qaserve.api.serving_openai import OpenAIServing
+from qaserve.api.openai.serving import OpenAIServing
 
 router = APIRouter(
     prefix="/v1",
@@ -38,9 +39,12 @@ def _serving(request: Request) -> OpenAIServing:
     return request.app.state.openai_serving
 
 
+Serving = Annotated[OpenAIServing, Depends(_serving)]
+
+
 @router.get("/models", response_model=ModelList)
-async def list_models(request: Request):
-    return model_response(_serving(request).models())
+async def list_models(serving: Serving):
+    return model_response(serving.models.model_list())
 
 
 def _generation_route(path: str, request_model: type[BaseModel], response_model: type[BaseModel]):
@@ -54,13 +58,19 @@ def _generation_route(path: str, request_model: type[BaseModel], response_model:
 
 
 @_generation_route("/chat/completions", ChatCompletionRequest, ChatCompletionResponse)
-async def chat_completions(request: Request):
-    body = await parse_json_body(request, ChatCompletionRequest)
+async def chat_completions(
+    request: Request,
+    serving: Serving,
+    body: Annotated[ChatCompletionRequest, Depends(json_body(ChatCompletionRequest))],
+):
     # A stream stops when its client leaves by itself (StreamingResponse sees it).
-    return await unless_disconnected(request, _serving(request).chat(body))
+    return await unless_disconnected(request, serving.chat(body))
 
 
 @_generation_route("/completions", CompletionRequest, CompletionResponse)
-async def completions(request: Request):
-    body = await parse_json_body(request, CompletionRequest)
-    return await unless_disconnected(request, _serving(request).completions(body))
+async def completions(
+    request: Request,
+    serving: Serving,
+    body: Annotated[CompletionRequest, Depends(json_body(CompletionRequest))],
+):
+    return await unless_disconnected(request, serving.completions(body))

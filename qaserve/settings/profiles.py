@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-# The question classes' keywords, shared by the general budget rules (qaserve/settings.py)
+# The question classes' keywords, shared by the general budget rules (groups.py)
 # and this profile's: only the budgets differ.
 CODE_KEYWORDS = ["代码", "编写", "实现", "写出", "核函数", "kernel", "__global__"]
 LONG_KEYWORDS = ["详细", "比较", "分析", "论述", "阐述", "为什么", "区别"]

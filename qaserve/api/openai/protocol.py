@@ -1,90 +1,24 @@
-"""Every request and response body the server speaks: /predict, /info and OpenAI's /v1.
-
-One base of sampling fields, with the limits the settings use, serves the /predict, chat
-and completion requests; ``sampling_overrides`` is the single bridge from a request to
-the engine-facing ``GenParams``.
-"""
+"""OpenAI's request and response bodies under /v1, as vLLM's server and the OpenAI SDK
+speak them (the error body is in qaserve/api/errors.py, /v1/models' in qaserve/api/models.py)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    AliasChoices,
-    BaseModel,
-    Field,
-    StrictStr,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import AfterValidator, BaseModel, Field, StrictStr, ValidationInfo, field_validator
 
+from qaserve.api.sampling import SamplingRequest
 from qaserve.engine import GenParams, TokenLogprob
-from qaserve.settings import (
-    MaxTokens,
-    Penalty,
-    RepetitionPenalty,
-    SentenceCap,
-    Temperature,
-    TopK,
-    TopP,
-)
+from qaserve.settings.fields import MaxTokens
 
-# ---- requests -----------------------------------------------------------------
-
-# An empty stop string would stop before the first token (vLLM refuses it).
-StopString = Annotated[StrictStr, Field(min_length=1)]
 # Alternatives per token: vLLM's engine default max_logprobs (OpenAI allows 20 on chat, 5 on
 # completions).
 LogprobCount = Annotated[int, Field(ge=0, le=20)]
 # Choices per prompt, as OpenAI allows.
 ChoiceCount = Annotated[int, Field(ge=1, le=128)]
 
-
-class SamplingRequest(BaseModel):
-    """Sampling fields a request may set; left out (None), the setting applies."""
-
-    # max_new_tokens: the public reference container's name for the same budget.
-    max_tokens: MaxTokens | None = Field(
-        default=None, validation_alias=AliasChoices("max_tokens", "max_new_tokens")
-    )
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    top_k: TopK | None = None
-    repetition_penalty: RepetitionPenalty | None = None
-    frequency_penalty: Penalty | None = None
-    presence_penalty: Penalty | None = None
-    seed: int | None = None
-    stop: StopString | list[StopString] | None = None
-
-    def sampling_overrides(self) -> dict[str, Any]:
-        """The GenParams fields this request sets, by name."""
-        chosen = self.model_dump(include=set(SamplingRequest.model_fields), exclude_none=True)
-        if isinstance(self.stop, str):
-            chosen["stop"] = (self.stop,)
-        elif self.stop is not None:
-            chosen["stop"] = tuple(self.stop)
-        return chosen
-
-    def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
-        """The configured sampling with this request's fields on top, and its budget."""
-        return replace(configured, **{**self.sampling_overrides(), "max_tokens": max_tokens})
-
-
-class PredictRequest(SamplingRequest):
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
-    max_sentences: SentenceCap | None = None
-
-    def overrides(self) -> dict[str, Any]:
-        chosen = self.sampling_overrides()
-        if self.max_sentences is not None:
-            chosen["max_sentences"] = self.max_sentences
-        return chosen
-
-
-class SystemPrompt(BaseModel):
-    system_prompt: StrictStr
+# ---- requests -----------------------------------------------------------------
 
 
 class StreamOptions(BaseModel):
@@ -209,65 +143,7 @@ class CompletionRequest(OpenAIRequest):
         return self.logprobs
 
 
-# ---- /predict, /info responses ------------------------------------------------
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok", "batch"]
-
-
-class PredictResponse(BaseModel):
-    response: str | list[str]
-
-
-class InfoResponse(BaseModel):
-    backend: str
-    engine: str
-    backend_version: str
-    vllm_version: str | None
-    fallback_reason: str | None
-    engine_details: dict[str, Any]
-    model: str
-    context_length: int
-    system_prompt: str
-    warmup: dict[str, Any]
-    counters: dict[str, float]
-    engine_stats: dict[str, int]
-    settings: dict[str, Any]
-    unread_environment: dict[str, str]  # ignored variables that look meant for the server
-
-
-class ValidationIssue(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationErrorResponse(BaseModel):
-    """FastAPI's 422 body: each issue's ``loc`` names the field."""
-
-    detail: list[ValidationIssue]
-
-
-class ServerErrorResponse(BaseModel):
-    detail: str
-
-
-# ---- OpenAI responses ---------------------------------------------------------
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "qaserve"
-    max_model_len: int
-    parent: str | None = None  # a LoRA adapter's base model, as vLLM lists adapters
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
+# ---- responses ----------------------------------------------------------------
 
 
 class UsageInfo(BaseModel):
@@ -413,16 +289,3 @@ class CompletionResponse(ReplyEnvelope):
 
     object: Literal["text_completion"] = "text_completion"
     choices: list[CompletionChoice]
-
-
-class ErrorInfo(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    """OpenAI's error body."""
-
-    error: ErrorInfo

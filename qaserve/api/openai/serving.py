@@ -1,0 +1,115 @@
+"""The OpenAI API's serving object: chat and text completions on the shared engine.
+
+Wire format as vLLM's server and the OpenAI SDK expect. Competition length control
+does not apply here: the client sets budgets and stops. ``mode`` picks fast (thinking
+off, reasoning removed) or slow (thinking on, reasoning returned as
+``reasoning_content`` and ``reasoning``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fastapi.responses import Response
+
+from qaserve.api.body import model_response
+from qaserve.api.errors import OpenAIError
+from qaserve.api.models import ModelRegistry
+from qaserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIRequest
+from qaserve.api.openai.replies import ChatReply, CompletionReply, event_stream
+from qaserve.api.serving import ServingBase
+from qaserve.core.prompts import PromptBuilder
+from qaserve.engine import Engine, GenParams
+from qaserve.settings import ApiSettings
+
+# OpenAI's own default when a completion request names no max_tokens.
+COMPLETION_MAX_TOKENS = 16
+
+
+class OpenAIServing(ServingBase):
+    def __init__(
+        self,
+        engine: Engine,
+        configured: GenParams,
+        api: ApiSettings,
+        prompts: PromptBuilder,
+        models: ModelRegistry,
+    ):
+        super().__init__(engine, configured, api)
+        self.prompts = prompts
+        self.models = models
+
+    def _adapter_for(self, requested: str | None) -> str | None:
+        try:
+            return self.models.adapter_for(requested)
+        except LookupError as exc:
+            raise OpenAIError(400, str(exc), "model", "model_not_found") from None
+
+    def _gen_params(
+        self,
+        body: OpenAIRequest,
+        adapter: str | None,
+        prompt_len: int,
+        prompt_field: str,
+        default: int | None,
+    ) -> GenParams:
+        """Sampling from the request (settings fill the gaps), checked against the context."""
+        context_len = self.prompts.context_len
+        room = context_len - prompt_len
+        if room <= 0:
+            message = f"the prompt is {prompt_len} tokens; the context holds {context_len}"
+            raise OpenAIError(400, message, prompt_field, "context_length_exceeded")
+        max_tokens = body.requested_max_tokens() or min(default or room, room)
+        if max_tokens > room:
+            message = (
+                f"max_tokens={max_tokens} plus the {prompt_len}-token prompt exceed "
+                f"the {context_len}-token context"
+            )
+            raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
+        return replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
+
+    def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
+        """One GenParams per choice: seeded requests give choice i the seed plus i, as vLLM."""
+        if params.seed is None:
+            return [params] * body.n
+        return [replace(params, seed=params.seed + i) for i in range(body.n)]
+
+    async def chat(self, body: ChatCompletionRequest) -> Response:
+        adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
+        self.check_batch(body.n, "n", f"n={body.n} choices")
+        thinking = body.thinking(self.api.default_mode)
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
+        choices = self._choices(
+            self._gen_params(body, adapter, len(prompt_ids), "messages", None), body
+        )
+        reply = ChatReply(self.models.base_name, thinking, len(prompt_ids))
+        if body.stream:
+            streams = [self.engine.stream(prompt_ids, p) for p in choices]
+            return event_stream(reply.events(streams, body.include_usage))
+        results = await self.engine.generate_batch([prompt_ids] * len(choices), choices)
+        return model_response(reply.whole(results))
+
+    async def completions(self, body: CompletionRequest) -> Response:
+        adapter = self._adapter_for(body.model)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        what = f"{len(prompts)} prompts times n={body.n} choices"
+        self.check_batch(len(prompts) * body.n, "n", what)
+        ids = self.prompts.completion_ids(prompts)
+        if not all(ids):
+            raise OpenAIError(400, "a prompt has no tokens: there is nothing to continue", "prompt")
+        # Choice index = prompt index * n + choice number, as vLLM numbers them.
+        choice_ids: list[list[int]] = []
+        choice_params: list[GenParams] = []
+        for prompt_ids in ids:
+            params = self._gen_params(
+                body, adapter, len(prompt_ids), "prompt", COMPLETION_MAX_TOKENS
+            )
+            choice_params += self._choices(params, body)
+            choice_ids += [prompt_ids] * body.n
+        reply = CompletionReply(self.models.base_name, sum(map(len, ids)))
+        if body.stream:
+            streams = list(map(self.engine.stream, choice_ids, choice_params))
+            return event_stream(reply.events(streams, body.include_usage))
+        results = await self.engine.generate_batch(choice_ids, choice_params)
+        return model_response(reply.whole(results))
