@@ -73,8 +73,11 @@ def _split(text: str, at: int) -> tuple[str, str]:
 
 
 def split_reasoning(text: str, thinking: bool) -> tuple[str, str]:
-    """(reasoning, answer) of a complete text. Complete, a text that closes a think block
-    shows its reasoning even where no block was opened (the template opened it)."""
-    splitter = ReasoningSplitter(thinking or CLOSE in text)
-    first, second = splitter.feed(text), splitter.finish()
-    return first[0] + second[0], (first[1] + second[1]).strip()
+    """(reasoning, answer) of a complete text: what the splitter gives for it whole, in
+    closed form (no object per answer: a 10,000-item batch splits in milliseconds). Complete,
+    a text that closes a think block shows its reasoning even where none was opened (the
+    template opened it), which a stream cannot know in time."""
+    if thinking or CLOSE in text or text.lstrip().startswith(OPEN):
+        reasoning, _, answer = text.replace(OPEN, "").partition(CLOSE)
+        return reasoning, answer.strip()
+    return "", text.strip()

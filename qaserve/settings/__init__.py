@@ -12,7 +12,7 @@ with its default; ``tests/fast/test_settings.py`` keeps the two in step.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,16 +55,31 @@ GROUPS = (
 )
 
 
-class Settings(
-    ServerSettings,
-    ModelSettings,
-    EngineSettings,
-    GenerationSettings,
-    ApiSettings,
-    WarmupSettings,
-    BaseSettings,
-):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+class GroupView(Generic[Group]):
+    """``settings.engine`` and the like: one layer's settings, as validated here (not
+    validated again), a fresh copy at each access."""
+
+    def __init__(self, kind: type[Group]):
+        self.kind = kind
+
+    def __get__(self, settings: Settings, owner: type) -> Group:
+        return self.kind.model_construct(
+            **{name: getattr(settings, name) for name in self.kind.model_fields}
+        )
+
+
+class Settings(*GROUPS, BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", ignored_types=(GroupView,)
+    )
+
+    # Each layer's group: settings.engine is the EngineSettings part, and so on.
+    server = GroupView(ServerSettings)
+    model = GroupView(ModelSettings)
+    engine = GroupView(EngineSettings)
+    generation = GroupView(GenerationSettings)
+    api = GroupView(ApiSettings)
+    warmup = GroupView(WarmupSettings)
 
     # Named defaults (profiles.py): "competition" in the image, "general" elsewhere.
     profile: Literal["general", "competition"] = "general"
@@ -80,34 +95,6 @@ class Settings(
             if not any(key in data for key in read_names(name, cls.model_fields[name])):
                 data[name] = choice.value
         return data
-
-    def group(self, kind: type[Group]) -> Group:
-        """One layer's settings, as validated here (not validated again)."""
-        return kind.model_construct(**{name: getattr(self, name) for name in kind.model_fields})
-
-    @property
-    def server(self) -> ServerSettings:
-        return self.group(ServerSettings)
-
-    @property
-    def model(self) -> ModelSettings:
-        return self.group(ModelSettings)
-
-    @property
-    def engine(self) -> EngineSettings:
-        return self.group(EngineSettings)
-
-    @property
-    def generation(self) -> GenerationSettings:
-        return self.group(GenerationSettings)
-
-    @property
-    def api(self) -> ApiSettings:
-        return self.group(ApiSettings)
-
-    @property
-    def warmup(self) -> WarmupSettings:
-        return self.group(WarmupSettings)
 
     def public_dict(self) -> dict:
         """The effective settings, safe to show in /info: keys only as a count."""

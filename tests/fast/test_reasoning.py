@@ -36,3 +36,25 @@ def test_fast_mode_passes_answers_and_catches_a_leading_think_block():
     assert stream(["<", "think>推理</think>答案。"], thinking=False) == ("推理", "答案。")
     assert stream(["a < b"], thinking=False) == ("", "a < b")
     assert split_reasoning("<think>\n\n</think>\n\n答案。", thinking=False) == ("\n\n", "答案。")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>\n先算索引。\n</think>\n\n答案是32。",
+        "<think>想到一半",
+        "\n先算索引。\n</think>\n\n答案是32。",
+        "<think>a</think>b</think>c",
+        "答案是32。",
+        "  <thi",
+        "",
+    ],
+)
+@pytest.mark.parametrize("thinking", [True, False])
+def test_a_whole_text_splits_as_its_stream_does(text, thinking):
+    pieces = list(text)  # one character at a time: every tag split across pieces
+    if thinking or "</think>" not in text:
+        reasoning, answer = stream(pieces, thinking)
+        assert split_reasoning(text, thinking) == (reasoning, answer.strip())
+    else:  # a stream in fast mode has sent the text before </think> as answer already
+        assert split_reasoning(text, thinking) == stream(pieces, thinking=True)
