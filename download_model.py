@@ -41,9 +41,9 @@ from typing import Annotated, Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qaserve.adapters import AdapterError, adapter_config, base_model_of
-from qaserve.flags import Flag, add_flags
-from qaserve.manifest import Adapter, Entry, ListedFile, Manifest, ManifestError, listed_files
+from prep.adapters import AdapterError, adapter_config, base_model_of
+from prep.flags import Flag, add_flags
+from prep.manifest import Adapter, Entry, ListedFile, Manifest, ManifestError, listed_files
 
 log = logging.getLogger("download_model")
 

@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qaserve.flags import Flag, add_flags, parsed_settings
-from qaserve.manifest import Entry, Manifest, Quantization, listed_files
+from prep.flags import Flag, add_flags, parsed_settings
+from prep.manifest import Entry, Manifest, Quantization, listed_files
 
 log = logging.getLogger("prep.quantize")
 

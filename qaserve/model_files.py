@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qaserve.manifest import Manifest, ManifestError
+from prep.manifest import Manifest, ManifestError
 from qaserve.settings import Settings
 
 __all__ = ["ManifestError", "with_manifest_paths"]

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from qaserve.adapters import parse_adapters, pick_adapter
+from prep.adapters import parse_adapters, pick_adapter
 from qaserve.profiles import CODE_KEYWORDS, LONG_KEYWORDS, PROFILES
 
 DEFAULT_SYSTEM_PROMPT = (

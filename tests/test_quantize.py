@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from prep.manifest import Manifest
 from qaserve.devtools.launcher import ROOT, Server
 from qaserve.devtools.tiny_model import tiny_engine_env
-from qaserve.manifest import Manifest
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 from tests.test_download_model import run_download
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qaserve.manifest import Adapter, Entry, Manifest
+from prep.manifest import Adapter, Entry, Manifest
 from qaserve.model_files import with_manifest_paths
 from qaserve.settings import Settings
 
