@@ -1,4 +1,4 @@
-"""A LoRA adapter on the tiny model, made with peft: merged at build time by download_model.py
+"""A LoRA adapter on the tiny model, made with peft: merged at build time by python -m prep download
 and served on the real engine, and served directly by vLLM beside its base. Both give the
 greedy text of transformers running the adapter (peft), token for token."""
 

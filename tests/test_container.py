@@ -1,7 +1,7 @@
 """The container for real: hadolint, the Dockerfile's promises, and a podman build.
 
 The build starts from a stand-in for the vendor vLLM image (tests/container), takes the
-tiny test model from model-src/ through the local source of download_model.py, runs with
+tiny test model from model-src/ through the local source of python -m prep download, runs with
 no network at all (``--network none``) on the transformers backend (the stand-in has no
 vLLM), and answers GET / and POST /predict inside the container. Every Python process in
 it records its network calls (tests/netaudit); none may leave loopback.
@@ -28,6 +28,7 @@ METAX_IMAGE = (
     "cr.metax-tech.com/public-ai-release/maca/vllm:maca.ai3.1.0.7-torch2.6-py310-ubuntu22.04-amd64"
 )
 IMAGE = "localhost/qaserve-test:latest"
+DOWNLOAD_STEP = "python3 -m prep download --cache-dir"  # the model stage's download
 # GET / and POST /predict from inside the container (it has no network to publish a port).
 PROBE = """
 import json, urllib.request
@@ -67,12 +68,12 @@ def model_stage() -> list[tuple[str, str]]:
     return next(
         stage
         for stage in map(instructions, range(len(instructions()) + 1))
-        if any("download_model.py --cache-dir" in value for _, value in stage)
+        if any(DOWNLOAD_STEP in value for _, value in stage)
     )
 
 
 def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
-    """download_model.py and python -m prep quantize run there with only what it copies."""
+    """python -m prep download and quantize run there with only what it copies."""
     for kind, value in model_stage():
         if kind != "COPY":
             continue
@@ -84,7 +85,7 @@ def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
             else:
                 place.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, place)
-    imports = "import download_model, prep.merge, prep.quantize, prep.calibration"
+    imports = "import prep.download, prep.merge, prep.quantize, prep.calibration"
     done = subprocess.run([sys.executable, "-c", imports], cwd=tmp_path, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
 
@@ -104,7 +105,7 @@ def test_dockerfile_layers_offline_switches_and_defaults(monkeypatch):
     everything = instructions()
     assert everything[0] == ("ARG", f"BASE_IMAGE={METAX_IMAGE}")
     order = [value for _, value in everything]
-    download = next(i for i, v in enumerate(order) if "download_model.py --cache-dir" in v)
+    download = next(i for i, v in enumerate(order) if DOWNLOAD_STEP in v)
     code = order.index("qaserve/ qaserve/")
     assert download < code, "the model must come before the code"
     assert not any("TOKEN" in value for kind, value in everything if kind in ("ARG", "ENV"))
@@ -159,7 +160,7 @@ def test_image_builds_runs_offline_and_answers(tiny_model, tmp_path):
         # A code change rebuilds only the code layers: the model step comes from the cache.
         (context / "serve.py").write_text((context / "serve.py").read_text() + "# changed\n")
         rebuild = podman.build(context, IMAGE, *build_args)
-        after_download = rebuild.split("download_model.py --cache-dir", 1)[1].splitlines()
+        after_download = rebuild.split(DOWNLOAD_STEP, 1)[1].splitlines()
         assert after_download[1].startswith("--> Using cache"), rebuild
 
         answers, calls = run_and_call(podman, tmp_path / "netaudit-out")

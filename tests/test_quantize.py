@@ -47,7 +47,7 @@ def run_quantize(python: str, *args: str, **env: str) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def downloaded(tiny_model, tmp_path_factory) -> Path:
-    """A manifest for the tiny model, as download_model.py writes it."""
+    """A manifest for the tiny model, as python -m prep download writes it."""
     folder = tmp_path_factory.mktemp("download")
     done = run_download(folder, "http://127.0.0.1:9", MODEL_ID=str(tiny_model))
     assert done.returncode == 0, done.stderr

@@ -1,5 +1,5 @@
 """python -m prep upload with the real ModelScope client against the local fake hub: the
-folder arrives whole and downloads back through download_model.py; a bad token fails
+folder arrives whole and downloads back through python -m prep download; a bad token fails
 clearly, and no token is ever printed."""
 
 from __future__ import annotations

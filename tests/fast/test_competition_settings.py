@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import download_model
+from prep.download import DownloadSettings
 from qaserve.profiles import COMPETITION
 from qaserve.settings import (
     READ_AT_BUILD_TIME,
@@ -155,7 +155,7 @@ def test_the_readme_states_every_profile_value():
 
 
 def test_build_time_names_are_download_models_own():
-    read = {name.upper() for name in download_model.DownloadSettings.model_fields}
+    read = {name.upper() for name in DownloadSettings.model_fields}
     assert read == READ_AT_BUILD_TIME
 
 
