@@ -47,8 +47,6 @@ ARG QUANTIZE_ALGORITHM=gptq
 ARG CALIBRATION_SAMPLES=64
 ARG CALIBRATION_MAX_LENGTH=512
 COPY requirements-quantize.txt data.jsonl ./
-COPY qaserve/__init__.py qaserve/settings.py qaserve/profiles.py qaserve/
-COPY qaserve/core/__init__.py qaserve/core/prompts.py qaserve/core/
 RUN if [ -n "$QUANTIZE" ]; then \
       python3 -m venv --system-site-packages /opt/quant \
       && /opt/quant/bin/pip install --no-cache-dir -r requirements-quantize.txt \

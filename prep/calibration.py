@@ -1,5 +1,6 @@
 """Calibration text from data.jsonl, as the server shows it to the model: the served system
-prompt and chat template (thinking as configured), then the data's answer and the end token."""
+prompt and chat template (thinking as configured; prep/chat.py renders for both), then the
+data's answer and the end token."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import json
 import random
 from pathlib import Path
 
-from qaserve.core.prompts import PromptBuilder
-from qaserve.settings import Settings
+from prep.chat import render_question
 
 
 def question_answers(path: Path) -> list[tuple[str, str]]:
@@ -26,16 +26,16 @@ def question_answers(path: Path) -> list[tuple[str, str]]:
     return list(pairs.items())
 
 
-def calibration_texts(path: Path, tokenizer, count: int, seed: int, max_tokens: int) -> list[str]:
+def calibration_texts(
+    path: Path, tokenizer, count: int, seed: int, *, system_prompt: str, enable_thinking: bool
+) -> list[str]:
     """``count`` distinct questions drawn with ``seed`` (all of them if fewer), rendered as
-    served and followed by their answers."""
-    served = Settings()  # SYSTEM_PROMPT and ENABLE_THINKING, as the server reads them
+    served (the server's SYSTEM_PROMPT and ENABLE_THINKING) and followed by their answers."""
     pairs = question_answers(path)
     chosen = random.Random(seed).sample(pairs, min(count, len(pairs)))
-    prompts = PromptBuilder(
-        tokenizer, context_len=max_tokens, enable_thinking=served.enable_thinking
-    )
     return [
-        prompts.render(served.system_prompt, question) + answer + tokenizer.eos_token
+        render_question(tokenizer, system_prompt, question, enable_thinking)
+        + answer
+        + tokenizer.eos_token
         for question, answer in chosen
     ]

@@ -21,13 +21,8 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator,
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from prep.adapters import parse_adapters, pick_adapter
+from prep.chat import DEFAULT_SYSTEM_PROMPT
 from qaserve.profiles import CODE_KEYWORDS, LONG_KEYWORDS, PROFILES
-
-DEFAULT_SYSTEM_PROMPT = (
-    "你是CUDA与并行计算课程的助教。请用简洁、准确的教科书式中文直接回答问题，"
-    "先给出结论，再用一两句话说明关键原因；不要寒暄，不要重复问题。"
-)
-
 
 # The limits of each sampling field, shared by the settings and every request that can
 # override them (qaserve/api/protocol.py), so a value is valid in both or in neither.

@@ -73,11 +73,13 @@ def model_stage() -> list[tuple[str, str]]:
 
 
 def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
-    """python -m prep download and quantize run there with only what it copies."""
+    """python -m prep download and quantize run there with only what it copies: prep/ whole,
+    and nothing of the server's (prep never imports qaserve)."""
     for kind, value in model_stage():
         if kind != "COPY":
             continue
         *sources, target = value.split()
+        assert not any(source.startswith("qaserve") for source in sources), value
         for source in sources:
             place = tmp_path / target.lstrip("/")
             if (ROOT / source).is_dir():
@@ -85,9 +87,19 @@ def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
             else:
                 place.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, place)
-    imports = "import prep.download, prep.merge, prep.quantize, prep.calibration"
+    assert not (tmp_path / "qaserve").exists()
+    imports = (
+        "import importlib, pkgutil, prep\n"
+        "for module in pkgutil.walk_packages(prep.__path__, 'prep.'):\n"
+        "    importlib.import_module(module.name)\n"
+        "import prep.download, prep.merge, prep.quantize, prep.calibration, prep.upload"
+    )
     done = subprocess.run([sys.executable, "-c", imports], cwd=tmp_path, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+    usage = subprocess.run(
+        [sys.executable, "-m", "prep", "download", "--help"], cwd=tmp_path, capture_output=True
+    )
+    assert usage.returncode == 0, usage.stderr.decode()
 
 
 def test_dockerfile_passes_hadolint():
