@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
 
-    from qaserve.core.warmup import read_questions
+    from prep.datafile import read_questions
 
     questions = read_questions(ROOT / "data.jsonl")[:N_REQUESTS]
     with tempfile.TemporaryDirectory() as scratch:

@@ -41,7 +41,7 @@ CONCURRENCY = 64
 @functools.cache
 def load_questions(n: int) -> tuple[str, ...]:
     """Read once per process: every phase of every round asks for the same questions."""
-    from qaserve.core.warmup import read_questions
+    from prep.datafile import read_questions
 
     return tuple(read_questions(ROOT / "data.jsonl")[:n])
 

@@ -4,25 +4,19 @@ data's answer and the end token."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from prep.chat import render_question
+from prep.datafile import read_pairs
 
 
 def question_answers(path: Path) -> list[tuple[str, str]]:
-    """Each distinct question once (its first answer), in file order."""
+    """Each distinct question once (its first answer), stripped, in file order; a bad line
+    is a DataFileError (a ValueError) naming it."""
     pairs: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            messages = {m["role"]: m["content"] for m in json.loads(line)["messages"]}
-            question, answer = messages["user"].strip(), messages["assistant"].strip()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not a user/assistant pair ({exc!r})") from exc
-        pairs.setdefault(question, answer)
+    for question, answer in read_pairs(path):
+        pairs.setdefault(question.strip(), answer.strip())
     return list(pairs.items())
 
 

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from qaserve.core.warmup import read_questions
+from prep.datafile import read_questions
 from qaserve.devtools.launcher import ROOT, Server
 from qaserve.devtools.tiny_model import tiny_engine_env
 
