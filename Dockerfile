@@ -58,8 +58,8 @@ RUN if [ -n "$QUANTIZE" ]; then \
 FROM base
 COPY --from=model /models /models
 COPY serve.py data.jsonl ./
-# Only what serving imports: .dockerignore keeps out the chat clients and dev tools. The
-# server reads the manifest, adapters and data file with the model tools' own modules.
+# Only what serving imports: the server, and prep/ (the manifest, adapters, data file and
+# prompt rendering it shares with the model tools); the chat clients and dev tools stay out.
 COPY qaserve/ qaserve/
 COPY prep/ prep/
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
+from devtools.launcher import ROOT, Server, stop_on_sigterm
+from devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_QUESTIONS = 512
 UNIFORM_BUDGET = 128

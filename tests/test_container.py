@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 from qaserve.settings import Settings
 from tests.container import Podman, build_context, make_standin_base, missing_requirements
 from tests.netcheck import audited_commands, calls_beyond_loopback, recorded_calls
@@ -144,15 +144,20 @@ def test_dockerignore_keeps_venvs_caches_models_and_tests_out():
 
 
 def test_the_image_leaves_out_only_what_serving_never_imports():
+    """The final stage copies qaserve/ and prep/ whole; the chat clients and the dev tools
+    stay out of the build context, and serving never imports them."""
+    copied = {value for kind, value in instructions(-1) if kind == "COPY"}
+    assert {"qaserve/ qaserve/", "prep/ prep/"} <= copied
     patterns = set((ROOT / ".dockerignore").read_text().split())
-    left_out = {p.rstrip("/").replace("/", ".") for p in patterns if p.startswith("qaserve/")}
-    assert left_out == {"qaserve.clients", "qaserve.devtools"}
+    assert [p for p in patterns if p.startswith(("qaserve/", "prep/"))] == []
+    left_out = {"clients", "devtools"}
+    assert {f"{package}/" for package in left_out} <= patterns
     probe = "import sys, serve, qaserve.healthcheck; print(*sorted(sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "qaserve.api.serving_openai" in loaded
-    assert [m for m in loaded if m.startswith(tuple(left_out))] == []
+    assert {"qaserve.api.serving_openai", "prep.manifest", "prep.chat"} <= set(loaded)
+    assert [m for m in loaded if m.split(".")[0] in left_out] == []
 
 
 def test_image_builds_runs_offline_and_answers(tiny_model, tmp_path):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.launcher import ROOT, free_port
 from prep import download
-from qaserve.devtools.launcher import ROOT, free_port
 from qaserve.model_files import ManifestError, with_manifest_paths
 from qaserve.settings import Settings
 from tests.fake_modelscope import FakeModelScope, Repo

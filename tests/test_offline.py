@@ -16,8 +16,8 @@ import sys
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from qaserve.devtools.launcher import ROOT
-from qaserve.devtools.tiny_model import tiny_engine_env
+from devtools.launcher import ROOT
+from devtools.tiny_model import tiny_engine_env
 from tests.netcheck import audited_commands, calls_beyond_loopback, recorded_calls
 
 # What the container sets for its own filesystem layout; the test supplies its own.

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.launcher import ROOT, Server
+from devtools.tiny_model import tiny_engine_env
 from prep.chat import DEFAULT_SYSTEM_PROMPT
 from prep.manifest import Manifest
-from qaserve.devtools.launcher import ROOT, Server
-from qaserve.devtools.tiny_model import tiny_engine_env
 from tests.test_download_model import run_download
 
 QUESTIONS = ["什么是warp？", "解释共享内存的bank冲突。"]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 from tests.fake_modelscope import FakeModelScope
 from tests.test_download_model import manifest_of, run_download
 

@@ -3,7 +3,7 @@
 The tokenizer is a byte-level BPE trained on the project's own text, the chat
 template follows Qwen3's (``enable_thinking`` adds an empty think block), and
 ``<think>``/``</think>`` are added tokens, as in the real Qwen3 tokenizer.
-Run as a script to write one: ``python -m qaserve.devtools.tiny_model OUT_DIR``.
+Run as a script to write one: ``python -m devtools.tiny_model OUT_DIR``.
 ``tiny_engine_env`` gives the settings that serve it on a CPU machine.
 """
 
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
