@@ -9,11 +9,11 @@ Run as a script to write one: ``python -m devtools.tiny_model OUT_DIR``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from devtools.launcher import ROOT
+from prep.datafile import json_lines
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
@@ -37,11 +37,8 @@ def project_text() -> list[str]:
     Only data.jsonl: the README and sources change with every commit, and with them the
     vocabulary and so every random weight; the test model should stay the same.
     """
-    lines: list[str] = []
-    for line in (ROOT / "data.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            lines.extend(m["content"] for m in json.loads(line)["messages"])
-    return lines
+    records = (record for _, record in json_lines(ROOT / "data.jsonl"))
+    return [message["content"] for record in records for message in record["messages"]]
 
 
 def train_tokenizer(vocab_size: int):
