@@ -5,7 +5,8 @@
 # BASE_IMAGE must ship python3, vLLM, torch, transformers, fastapi and uvicorn: the MetaX
 # evaluation image (default), vllm/vllm-openai for NVIDIA, quay.io/ascend/vllm-ascend for
 # Ascend (see the README). Stages: the base with the server's few extra dependencies; a
-# model stage that downloads (its ModelScope client stays there); the final image.
+# model stage that downloads with the model tools in prep/ (its ModelScope client stays
+# there); the final image.
 ARG BASE_IMAGE=cr.metax-tech.com/public-ai-release/maca/vllm:maca.ai3.1.0.7-torch2.6-py310-ubuntu22.04-amd64
 
 FROM ${BASE_IMAGE} AS base
@@ -13,7 +14,8 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN python3 -m pip install --no-cache-dir -r requirements.txt
 
-# The model before the code: a code change reuses this layer and never downloads again.
+# The model before the server's code: a change to qaserve/ or serve.py reuses this layer
+# and never downloads again (a change in prep/, the model tools, downloads again).
 FROM base AS model
 COPY requirements-download.txt ./
 RUN python3 -m pip install --no-cache-dir -r requirements-download.txt
@@ -33,13 +35,11 @@ ARG ADAPTER_REVISION=master
 ARG ADAPTER_MODE=merge
 ARG ADAPTER_NAME=
 COPY model-src/ /model-src/
-COPY qaserve/__init__.py qaserve/manifest.py qaserve/flags.py qaserve/adapters.py qaserve/
-COPY prep/__init__.py prep/merge.py prep/
-COPY download_model.py ./
+COPY prep/ prep/
 # The token comes only as a build secret (id model_token): never an ARG or ENV, so it is in
 # no layer and no history. Without one, public models download as usual.
 RUN --mount=type=secret,id=model_token,required=false \
-    python3 download_model.py --cache-dir /models --manifest /models/manifest.json
+    python3 -m prep download --cache-dir /models --manifest /models/manifest.json
 # QUANTIZE=w4a16|w8a8|fp8: quantize the model with llmcompressor in a venv of its own (its
 # pins collide with vLLM's); calibration from data.jsonl as served. Empty: no quantization.
 ARG QUANTIZE=
@@ -47,9 +47,6 @@ ARG QUANTIZE_ALGORITHM=gptq
 ARG CALIBRATION_SAMPLES=64
 ARG CALIBRATION_MAX_LENGTH=512
 COPY requirements-quantize.txt data.jsonl ./
-COPY qaserve/settings.py qaserve/profiles.py qaserve/
-COPY qaserve/core/__init__.py qaserve/core/prompts.py qaserve/core/
-COPY prep/ prep/
 RUN if [ -n "$QUANTIZE" ]; then \
       python3 -m venv --system-site-packages /opt/quant \
       && /opt/quant/bin/pip install --no-cache-dir -r requirements-quantize.txt \
@@ -61,8 +58,10 @@ RUN if [ -n "$QUANTIZE" ]; then \
 FROM base
 COPY --from=model /models /models
 COPY serve.py data.jsonl ./
-# Only what serving imports: .dockerignore keeps out the chat clients and dev tools.
+# Only what serving imports: the server, and prep/ (the manifest, adapters, data file and
+# prompt rendering it shares with the model tools); the chat clients and dev tools stay out.
 COPY qaserve/ qaserve/
+COPY prep/ prep/
 
 # Run time is offline: the model is in /models, and no library may look for a hub.
 # VLLM_HOST_IP: without it vLLM finds its own address by a UDP connect to 8.8.8.8

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiohttp
 
-from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
+from devtools.launcher import ROOT, Server, stop_on_sigterm
+from devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_REQUESTS = 512
 CONCURRENCY = 64
@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
 
-    from qaserve.core.warmup import read_questions
+    from prep.datafile import read_questions
 
     questions = read_questions(ROOT / "data.jsonl")[:N_REQUESTS]
     with tempfile.TemporaryDirectory() as scratch:

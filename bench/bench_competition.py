@@ -21,8 +21,8 @@ import httpx
 
 from bench.bench_predict import N_QUESTIONS, Sample, median, settle, timed_on_server
 from bench.bench_predict import UNIFORM_BUDGET as BUDGET
-from qaserve.devtools.launcher import Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
+from devtools.launcher import Server, stop_on_sigterm
+from devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 GUARD_FAR_AWAY = "3600"  # seconds: the guard is on but never reached
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
+from devtools.launcher import ROOT, Server, stop_on_sigterm
+from devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_QUESTIONS = 512
 UNIFORM_BUDGET = 128
@@ -41,7 +41,7 @@ CONCURRENCY = 64
 @functools.cache
 def load_questions(n: int) -> tuple[str, ...]:
     """Read once per process: every phase of every round asks for the same questions."""
-    from qaserve.core.warmup import read_questions
+    from prep.datafile import read_questions
 
     return tuple(read_questions(ROOT / "data.jsonl")[:n])
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import aiohttp
 
-from qaserve.core.warmup import read_questions
-from qaserve.devtools.launcher import ROOT, Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import model_or_tiny, tiny_engine_env
+from devtools.launcher import ROOT, Server, stop_on_sigterm
+from devtools.tiny_model import model_or_tiny, tiny_engine_env
+from prep.datafile import read_questions
 
 MAX_TOKENS = 16
 

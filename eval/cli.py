@@ -9,6 +9,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
+from clients.settings import ClientSettings
 from eval.client import ServerClient, batch_request, single_requests
 from eval.errors import EvalError
 from eval.metric import METRICS_NOTE, score_pair
@@ -17,7 +18,6 @@ from eval.report import detail_records, summary, table, write_details
 from eval.results import build_evaluation
 from eval.stats import mean
 from eval.tokens import TokenCounter, tokenizer_folder
-from qaserve.clients.settings import ClientSettings
 
 BELOW_THRESHOLD = 1
 FAILED = 2

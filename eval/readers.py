@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval.errors import EvalError
+from prep.datafile import DataFileError, json_lines, question_answer
 
 # A .docx paragraph that opens a question or an answer, with a full- or half-width colon.
 _DOCX_FIELD = re.compile(r"^\s*(问题|答案)\s*[：:]\s*")
@@ -52,20 +52,11 @@ def read_saved_predictions(path: str | Path) -> list[SavedPrediction]:
 
 
 def _json_lines(path: Path) -> Iterator[tuple[str, dict]]:
-    if not path.is_file():
-        raise EvalError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalError(f"{where}: not JSON ({exc})") from exc
-            if not isinstance(record, dict):
-                raise EvalError(f"{where}: expected a JSON object")
-            yield where, record
+    """prep.datafile's lines, its errors as EvalError."""
+    try:
+        yield from json_lines(path)
+    except DataFileError as exc:
+        raise EvalError(str(exc)) from exc
 
 
 def _read_jsonl_items(path: Path) -> list[Item]:
@@ -74,24 +65,14 @@ def _read_jsonl_items(path: Path) -> list[Item]:
 
 def _item_from_record(where: str, record: dict) -> Item:
     if "messages" in record:
-        return _item_from_messages(where, record["messages"])
+        try:
+            return Item(*question_answer(where, record))
+        except DataFileError as exc:
+            raise EvalError(str(exc)) from exc
     question, answer = record.get("question"), record.get("answer")
     if isinstance(question, str) and isinstance(answer, str):
         return Item(question, answer)
     raise EvalError(f'{where}: expected {{"messages": [...]}} or string "question" and "answer"')
-
-
-def _item_from_messages(where: str, messages: object) -> Item:
-    """The first user turn and the first assistant turn after it."""
-    turns = messages if isinstance(messages, list) else []
-    roles = [turn.get("role") if isinstance(turn, dict) else None for turn in turns]
-    if "user" in roles and "assistant" in roles[roles.index("user") :]:
-        user = roles.index("user")
-        assistant = roles.index("assistant", user)
-        question, answer = turns[user].get("content"), turns[assistant].get("content")
-        if isinstance(question, str) and isinstance(answer, str):
-            return Item(question, answer)
-    raise EvalError(f"{where}: messages need a user turn and then an assistant turn, as strings")
 
 
 def _read_docx(path: Path) -> list[Item]:

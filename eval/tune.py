@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.launcher import Server
 from eval.budgets import proposal_table, propose, proposed_trial, reference_lengths
 from eval.cli import BELOW_THRESHOLD, FAILED, add_server_arguments, load_items
 from eval.client import ServerClient
@@ -40,7 +41,6 @@ from eval.trials import (
     start_grid,
 )
 from eval.tunelog import TrialLog, signature
-from qaserve.devtools.launcher import Server
 
 RESULT_HEADERS = [
     "official",

@@ -1,13 +1,13 @@
-"""``python -m prep quantize ...`` or ``python -m prep upload ...`` (``--help`` on each)."""
+"""``python -m prep download|quantize|upload ...`` (``--help`` on each)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from prep import quantize, upload
+from prep import download, quantize, upload
 
-COMMANDS = {"quantize": quantize.run, "upload": upload.run}
+COMMANDS = {"download": download.run, "quantize": quantize.run, "upload": upload.run}
 
 
 def main(argv: list[str]) -> int:

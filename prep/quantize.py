@@ -3,8 +3,9 @@
 Schemes: ``w4a16`` (4-bit weights; GPTQ, AWQ or round-to-nearest), ``w8a8`` (int8 weights
 and activations; SmoothQuant + GPTQ, or round-to-nearest), ``fp8`` (FP8 weights, dynamic
 FP8 activations; needs no calibration). Calibration text comes from data.jsonl as the
-server renders it (prep/calibration.py). Runs in its own environment (.venv-quant,
-requirements-quantize.txt): llmcompressor's pins collide with vLLM's.
+server renders it (prep/calibration.py), with the server's SYSTEM_PROMPT and ENABLE_THINKING.
+Runs in its own environment (.venv-quant, requirements-quantize.txt): llmcompressor's pins
+collide with vLLM's.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qaserve.flags import Flag, add_flags, parsed_settings
-from qaserve.manifest import Entry, Manifest, Quantization, listed_files
+from prep.chat import DEFAULT_SYSTEM_PROMPT
+from prep.flags import Flag, add_flags, parsed_settings
+from prep.manifest import Entry, Manifest, Quantization, listed_files
 
 log = logging.getLogger("prep.quantize")
 
@@ -46,6 +48,20 @@ class QuantizeSettings(BaseSettings):
     calibration_samples: Annotated[int, Flag("--samples", "distinct questions drawn")] = 64
     calibration_seed: Annotated[int, Flag("--seed")] = 0
     calibration_max_length: Annotated[int, Flag("--max-length", "tokens per sample, at most")] = 512
+
+
+class PromptSettings(BaseSettings):
+    """SYSTEM_PROMPT and ENABLE_THINKING, read as the server reads them (an empty
+    SYSTEM_PROMPT is no system prompt, so no env_ignore_empty): calibration renders as served."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    system_prompt: Annotated[
+        str, Flag("--system-prompt", "the served system prompt (empty: none)")
+    ] = DEFAULT_SYSTEM_PROMPT
+    enable_thinking: Annotated[
+        bool, Flag("--enable-thinking", "calibrate with thinking on, as served with it")
+    ] = False
 
 
 def needs_calibration(scheme: str, algorithm: str) -> bool:
@@ -81,7 +97,7 @@ def allow_awq_without_accelerator() -> None:
         IntermediatesCache.pin_memory = lambda self, batch_index, input_names=None: None
 
 
-def calibration_dataset(settings: QuantizeSettings, tokenizer):
+def calibration_dataset(settings: QuantizeSettings, prompt: PromptSettings, tokenizer):
     from datasets import Dataset
 
     from prep.calibration import calibration_texts
@@ -91,7 +107,8 @@ def calibration_dataset(settings: QuantizeSettings, tokenizer):
         tokenizer,
         settings.calibration_samples,
         settings.calibration_seed,
-        settings.calibration_max_length,
+        system_prompt=prompt.system_prompt,
+        enable_thinking=prompt.enable_thinking,
     )
     encoded = tokenizer(
         texts,
@@ -102,7 +119,9 @@ def calibration_dataset(settings: QuantizeSettings, tokenizer):
     return Dataset.from_dict(dict(encoded))
 
 
-def quantize(settings: QuantizeSettings, source: Path, target: Path) -> Quantization:
+def quantize(
+    settings: QuantizeSettings, prompt: PromptSettings, source: Path, target: Path
+) -> Quantization:
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -112,7 +131,7 @@ def quantize(settings: QuantizeSettings, source: Path, target: Path) -> Quantiza
     steps = recipe(scheme, algorithm)
     options, samples = {}, 0
     if needs_calibration(scheme, algorithm):
-        dataset = calibration_dataset(settings, tokenizer)
+        dataset = calibration_dataset(settings, prompt, tokenizer)
         samples = len(dataset)
         options = {
             "dataset": dataset,
@@ -150,7 +169,10 @@ def quantized_entry(made_from: Entry, scheme: str, target: Path) -> Entry:
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m prep quantize", description=__doc__)
     add_flags(parser, QuantizeSettings)
-    settings = parsed_settings(parser.parse_args(argv), QuantizeSettings)
+    add_flags(parser, PromptSettings)
+    args = parser.parse_args(argv)
+    settings = parsed_settings(args, QuantizeSettings)
+    prompt = parsed_settings(args, PromptSettings)
     manifest = None
     if settings.model_manifest:
         manifest = Manifest.read(Path(settings.model_manifest))
@@ -161,7 +183,7 @@ def run(argv: list[str]) -> int:
         parser.error("name the model: --manifest or --model")
     target = output_folder(settings, source)
     started = time.perf_counter()
-    done = quantize(settings, source, target)
+    done = quantize(settings, prompt, source, target)
     log.info("%s written in %.1f s", target, time.perf_counter() - started)
     if manifest is not None:
         made_from = manifest.model

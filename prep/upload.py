@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qaserve.flags import Flag, add_flags, parsed_settings
+from prep.flags import Flag, add_flags, parsed_settings
 
 log = logging.getLogger("prep.upload")
 

@@ -1,4 +1,4 @@
-"""Model folders from the manifest that ``download_model.py`` writes (``MODEL_MANIFEST``).
+"""Model folders from the manifest that ``python -m prep download`` writes (``MODEL_MANIFEST``).
 
 The hub client chooses where a model lands (ModelScope turns ``Qwen3-0.6B`` into
 ``Qwen3-0___6B`` in one layout and ``Qwen--Qwen3-0.6B/snapshots/master`` in another),
@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TypeVar
 
-from qaserve.manifest import Manifest, ManifestError
+from prep.manifest import Manifest, ManifestError
 from qaserve.settings import ModelSettings
 
 Model = TypeVar("Model", bound=ModelSettings)

@@ -18,7 +18,7 @@ VENV=${VENV:-.venv}
 python310=$(bash scripts/setup_fast_venv.sh)
 if [ -n "$python310" ]; then
   echo "Python 3.10: compiling every source file, then the fast tests" >&2
-  "$python310" -m compileall -q -x '(^|/)\.venv' qaserve prep eval bench tests serve.py download_model.py
+  "$python310" -m compileall -q -x '(^|/)\.venv' qaserve prep clients devtools eval bench tests serve.py
   "$python310" -m pytest tests/fast -q -p no:cacheprovider
 fi
 exec "$VENV/bin/python" -m pytest "$@"

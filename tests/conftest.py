@@ -3,8 +3,8 @@ import json
 import httpx
 import pytest
 
-from qaserve.devtools.launcher import Server, stop_on_sigterm
-from qaserve.devtools.tiny_model import build_tiny_model, tiny_engine_env
+from devtools.launcher import Server, stop_on_sigterm
+from devtools.tiny_model import build_tiny_model, tiny_engine_env
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
 stop_on_sigterm()  # a CI timeout's SIGTERM still shuts every server down

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 STANDIN_OS = "localhost/qaserve-standin-os:latest"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from qaserve.devtools.launcher import Server
+from devtools.launcher import Server
 
 
 def main(log_path: str) -> None:

@@ -1,4 +1,4 @@
-"""A LoRA adapter on the tiny model, made with peft: merged at build time by download_model.py
+"""A LoRA adapter on the tiny model, made with peft: merged at build time by python -m prep download
 and served on the real engine, and served directly by vLLM beside its base. Both give the
 greedy text of transformers running the adapter (peft), token for token."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qaserve.devtools.launcher import Server
-from qaserve.devtools.tiny_model import tiny_engine_env
+from devtools.launcher import Server
+from devtools.tiny_model import tiny_engine_env
 from tests.test_download_model import manifest_of, run_download
 
 QUESTIONS = ["什么是warp？", "解释共享内存的bank冲突。", "CUDA中的线程块是什么？"]

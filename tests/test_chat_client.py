@@ -4,14 +4,14 @@ import sys
 
 import pexpect
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 from tests.constants import API_KEYS
 
 
 def test_terminal_chat_streams_answers_and_switches_mode(server):
     chat = pexpect.spawn(
         sys.executable,
-        ["-m", "qaserve.clients.chat", "--max-tokens", "8"],
+        ["-m", "clients.chat", "--max-tokens", "8"],
         cwd=str(ROOT),
         env={"QASERVE_URL": server.url, "QASERVE_API_KEY": API_KEYS[0], "PATH": ""},
         encoding="utf-8",

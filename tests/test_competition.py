@@ -6,9 +6,9 @@ import time
 import httpx
 import pytest
 
-from qaserve.core.warmup import read_questions
-from qaserve.devtools.launcher import ROOT, Server
-from qaserve.devtools.tiny_model import tiny_engine_env
+from devtools.launcher import ROOT, Server
+from devtools.tiny_model import tiny_engine_env
+from prep.datafile import read_questions
 
 DEADLINE = 2.0
 

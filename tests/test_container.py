@@ -1,7 +1,7 @@
 """The container for real: hadolint, the Dockerfile's promises, and a podman build.
 
 The build starts from a stand-in for the vendor vLLM image (tests/container), takes the
-tiny test model from model-src/ through the local source of download_model.py, runs with
+tiny test model from model-src/ through the local source of python -m prep download, runs with
 no network at all (``--network none``) on the transformers backend (the stand-in has no
 vLLM), and answers GET / and POST /predict inside the container. Every Python process in
 it records its network calls (tests/netaudit); none may leave loopback.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 from qaserve.settings import Settings
 from tests.container import Podman, build_context, make_standin_base, missing_requirements
 from tests.netcheck import audited_commands, calls_beyond_loopback, recorded_calls
@@ -28,6 +28,7 @@ METAX_IMAGE = (
     "cr.metax-tech.com/public-ai-release/maca/vllm:maca.ai3.1.0.7-torch2.6-py310-ubuntu22.04-amd64"
 )
 IMAGE = "localhost/qaserve-test:latest"
+DOWNLOAD_STEP = "python3 -m prep download --cache-dir"  # the model stage's download
 # GET / and POST /predict from inside the container (it has no network to publish a port).
 PROBE = """
 import json, urllib.request
@@ -67,16 +68,18 @@ def model_stage() -> list[tuple[str, str]]:
     return next(
         stage
         for stage in map(instructions, range(len(instructions()) + 1))
-        if any("download_model.py --cache-dir" in value for _, value in stage)
+        if any(DOWNLOAD_STEP in value for _, value in stage)
     )
 
 
 def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
-    """download_model.py and python -m prep quantize run there with only what it copies."""
+    """python -m prep download and quantize run there with only what it copies: prep/ whole,
+    and nothing of the server's (prep never imports qaserve)."""
     for kind, value in model_stage():
         if kind != "COPY":
             continue
         *sources, target = value.split()
+        assert not any(source.startswith("qaserve") for source in sources), value
         for source in sources:
             place = tmp_path / target.lstrip("/")
             if (ROOT / source).is_dir():
@@ -84,9 +87,19 @@ def test_the_model_stage_copies_everything_its_tools_import(tmp_path):
             else:
                 place.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, place)
-    imports = "import download_model, prep.merge, prep.quantize, prep.calibration"
+    assert not (tmp_path / "qaserve").exists()
+    imports = (
+        "import importlib, pkgutil, prep\n"
+        "for module in pkgutil.walk_packages(prep.__path__, 'prep.'):\n"
+        "    importlib.import_module(module.name)\n"
+        "import prep.download, prep.merge, prep.quantize, prep.calibration, prep.upload"
+    )
     done = subprocess.run([sys.executable, "-c", imports], cwd=tmp_path, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+    usage = subprocess.run(
+        [sys.executable, "-m", "prep", "download", "--help"], cwd=tmp_path, capture_output=True
+    )
+    assert usage.returncode == 0, usage.stderr.decode()
 
 
 def test_dockerfile_passes_hadolint():
@@ -104,7 +117,7 @@ def test_dockerfile_layers_offline_switches_and_defaults(monkeypatch):
     everything = instructions()
     assert everything[0] == ("ARG", f"BASE_IMAGE={METAX_IMAGE}")
     order = [value for _, value in everything]
-    download = next(i for i, v in enumerate(order) if "download_model.py --cache-dir" in v)
+    download = next(i for i, v in enumerate(order) if DOWNLOAD_STEP in v)
     code = order.index("qaserve/ qaserve/")
     assert download < code, "the model must come before the code"
     assert not any("TOKEN" in value for kind, value in everything if kind in ("ARG", "ENV"))
@@ -131,15 +144,20 @@ def test_dockerignore_keeps_venvs_caches_models_and_tests_out():
 
 
 def test_the_image_leaves_out_only_what_serving_never_imports():
+    """The final stage copies qaserve/ and prep/ whole; the chat clients and the dev tools
+    stay out of the build context, and serving never imports them."""
+    copied = {value for kind, value in instructions(-1) if kind == "COPY"}
+    assert {"qaserve/ qaserve/", "prep/ prep/"} <= copied
     patterns = set((ROOT / ".dockerignore").read_text().split())
-    left_out = {p.rstrip("/").replace("/", ".") for p in patterns if p.startswith("qaserve/")}
-    assert left_out == {"qaserve.clients", "qaserve.devtools"}
+    assert [p for p in patterns if p.startswith(("qaserve/", "prep/"))] == []
+    left_out = {"clients", "devtools"}
+    assert {f"{package}/" for package in left_out} <= patterns
     probe = "import sys, serve, qaserve.healthcheck; print(*sorted(sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "qaserve.api.openai.serving" in loaded
-    assert [m for m in loaded if m.startswith(tuple(left_out))] == []
+    assert {"qaserve.api.openai.serving", "prep.manifest", "prep.chat"} <= set(loaded)
+    assert [m for m in loaded if m.split(".")[0] in left_out] == []
 
 
 def test_image_builds_runs_offline_and_answers(tiny_model, tmp_path):
@@ -159,7 +177,7 @@ def test_image_builds_runs_offline_and_answers(tiny_model, tmp_path):
         # A code change rebuilds only the code layers: the model step comes from the cache.
         (context / "serve.py").write_text((context / "serve.py").read_text() + "# changed\n")
         rebuild = podman.build(context, IMAGE, *build_args)
-        after_download = rebuild.split("download_model.py --cache-dir", 1)[1].splitlines()
+        after_download = rebuild.split(DOWNLOAD_STEP, 1)[1].splitlines()
         assert after_download[1].startswith("--> Using cache"), rebuild
 
         answers, calls = run_and_call(podman, tmp_path / "netaudit-out")

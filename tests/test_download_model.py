@@ -1,4 +1,4 @@
-"""download_model.py with the real ModelScope client against a local fake hub.
+"""python -m prep download with the real ModelScope client against a local fake hub.
 
 Each test runs the command as the Dockerfile does (settings from the environment) and
 checks its exit code, its messages, the manifest, and what the server makes of it.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import download_model
-from qaserve.devtools.launcher import ROOT, free_port
+from devtools.launcher import ROOT, free_port
+from prep import download
 from qaserve.model_files import ManifestError, with_manifest_paths
 from qaserve.settings import Settings
 from tests.fake_modelscope import FakeModelScope, Repo
@@ -42,7 +42,8 @@ def run_download(tmp_path: Path, hub_url: str, **env: str) -> subprocess.Complet
         **env,
     }
     return subprocess.run(
-        [sys.executable, str(ROOT / "download_model.py")],
+        [sys.executable, "-m", "prep", "download"],
+        cwd=ROOT,
         env=full_env,
         capture_output=True,
         text=True,
@@ -110,7 +111,7 @@ def test_optional_draft_failure_warns_and_required_draft_fails(hub, tmp_path):
 
 def test_transient_5xx_is_retried_with_backoff(hub, tmp_path):
     # The client gives up after 4 tries of a listing here (one retry setting, 3 page tries),
-    # so only download_model.py's own retry gets past the fifth 503.
+    # so only the tool's own retry gets past the fifth 503.
     hub.fail_next(f"/api/v1/models/{MODEL}/repo/files", 5)
     done = run_download(
         tmp_path, hub.url, MODEL_ID=MODEL, MODELSCOPE_API_MAX_RETRIES="1", DOWNLOAD_RETRIES="3"
@@ -202,9 +203,9 @@ def test_malformed_manifest_is_a_manifest_error(tmp_path):
         ManifestError, match=r"manifest\.json is malformed: model\.path: Field required"
     ):
         with_manifest_paths(settings)
-    # download_model.py takes it for no manifest at all, and downloads again.
+    # The download takes it for no manifest at all, and downloads again.
     wanted = (MODEL, "master", "modelscope")
-    assert download_model.cached_entry(tmp_path / "manifest.json", wanted) is None
+    assert download.cached_entry(tmp_path / "manifest.json", wanted) is None
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match=r"manifest\.json cannot be read"):
         with_manifest_paths(settings)
@@ -214,14 +215,14 @@ def test_flags_beat_the_environment_and_empty_variables_mean_the_default(monkeyp
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("MODEL_REVISION", "v1.0")
     monkeypatch.setenv("DRAFT_REQUIRED", "1")
-    args = download_model.parse_args(["--retries", "7"])
+    args = download.parse_args(["--retries", "7"])
     assert (args.revision, args.draft_required, args.retries) == ("v1.0", True, 7)
     assert args.manifest == tmp_path.resolve() / "manifest.json"
-    assert download_model.parse_args(["--revision", "v2.0"]).revision == "v2.0"
+    assert download.parse_args(["--revision", "v2.0"]).revision == "v2.0"
     monkeypatch.setenv("MODEL_REVISION", "")
     monkeypatch.setenv("DRAFT_REQUIRED", "")
-    args = download_model.parse_args([])
+    args = download.parse_args([])
     assert (args.revision, args.draft_required) == ("master", False)
-    assert download_model.parse_args(["--draft-required"]).draft_required
+    assert download.parse_args(["--draft-required"]).draft_required
     with pytest.raises(SystemExit):
-        download_model.parse_args(["--source", "nowhere"])
+        download.parse_args(["--source", "nowhere"])

@@ -11,9 +11,9 @@ import jieba
 import pytest
 from rouge_score import rouge_scorer
 
+from devtools.launcher import ROOT
 from eval.metric import score_pair
 from eval.readers import read_items
-from qaserve.devtools.launcher import ROOT
 
 PINNED = [
     # pure Chinese. ref 共享内存|比|全局|内存|快 (5), pred 共享内存|比|寄存器|慢 (4): no

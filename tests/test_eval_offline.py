@@ -8,12 +8,12 @@ import sys
 import docx
 import pytest
 
+from devtools.launcher import ROOT
 from eval.errors import EvalError
 from eval.readers import Item, read_items
 from eval.stats import nearest_rank, union_seconds
 from eval.trials import Trial
 from eval.tune import Outcome, pareto_front, ranking
-from qaserve.devtools.launcher import ROOT
 from tests.test_eval_metric import PINNED
 
 

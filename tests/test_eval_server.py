@@ -11,13 +11,13 @@ import sys
 import pytest
 from PIL import Image
 
+from devtools.launcher import ROOT
+from devtools.tiny_model import tiny_engine_env
 from eval.metric import score_pair
 from eval.readers import read_items
 from eval.stats import nearest_rank
 from eval.tokens import TokenCounter
 from eval.trials import BRIEF_PROMPT
-from qaserve.devtools.launcher import ROOT
-from qaserve.devtools.tiny_model import tiny_engine_env
 from qaserve.settings import Settings
 
 N = 10

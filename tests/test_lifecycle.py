@@ -8,8 +8,8 @@ import httpx
 import psutil
 import pytest
 
-from qaserve.devtools.launcher import UVICORN_CLI, Server
-from qaserve.devtools.tiny_model import tiny_engine_env
+from devtools.launcher import UVICORN_CLI, Server
+from devtools.tiny_model import tiny_engine_env
 
 # A value vLLM rejects while building its config, and transformers never reads.
 BROKEN_FOR_VLLM = {"KV_CACHE_DTYPE": "no-such-dtype"}

@@ -1,6 +1,6 @@
 """Offline at run time: the server in a fresh network namespace that has only loopback.
 
-The model is found through download_model.py's manifest (MODEL_DIR points nowhere), the
+The model is found through python -m prep download's manifest (MODEL_DIR points nowhere), the
 environment is the container's ENV (read from the Dockerfile, so the two cannot drift),
 and every Python process records its network calls (tests/netaudit). The test shows that
 health and /predict answer and that no call went anywhere but loopback.
@@ -16,8 +16,8 @@ import sys
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from qaserve.devtools.launcher import ROOT
-from qaserve.devtools.tiny_model import tiny_engine_env
+from devtools.launcher import ROOT
+from devtools.tiny_model import tiny_engine_env
 from tests.netcheck import audited_commands, calls_beyond_loopback, recorded_calls
 
 # What the container sets for its own filesystem layout; the test supplies its own.
@@ -39,7 +39,7 @@ def test_server_works_offline_and_calls_nothing_outside(tiny_model, tmp_path):
     network_namespace_or_skip()
     manifest = tmp_path / "cache/manifest.json"
     fetched = subprocess.run(
-        [sys.executable, "download_model.py", "--model-id", str(tiny_model)],
+        [sys.executable, "-m", "prep", "download", "--model-id", str(tiny_model)],
         env={**os.environ, "MODEL_CACHE_DIR": str(tmp_path / "cache")},
         cwd=ROOT,
         capture_output=True,

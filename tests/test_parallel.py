@@ -6,8 +6,8 @@ import time
 import httpx
 import psutil
 
-from qaserve.devtools.launcher import Server
-from qaserve.devtools.tiny_model import tiny_engine_env
+from devtools.launcher import Server
+from devtools.tiny_model import tiny_engine_env
 
 
 def test_tensor_parallel_2_answers_in_order_and_leaves_no_process(tiny_model, tmp_path):

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qaserve.devtools.launcher import ROOT, Server
-from qaserve.devtools.tiny_model import tiny_engine_env
-from qaserve.manifest import Manifest
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
+from devtools.launcher import ROOT, Server
+from devtools.tiny_model import tiny_engine_env
+from prep.chat import DEFAULT_SYSTEM_PROMPT
+from prep.manifest import Manifest
 from tests.test_download_model import run_download
 
 QUESTIONS = ["什么是warp？", "解释共享内存的bank冲突。"]
@@ -47,7 +47,7 @@ def run_quantize(python: str, *args: str, **env: str) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def downloaded(tiny_model, tmp_path_factory) -> Path:
-    """A manifest for the tiny model, as download_model.py writes it."""
+    """A manifest for the tiny model, as python -m prep download writes it."""
     folder = tmp_path_factory.mktemp("download")
     done = run_download(folder, "http://127.0.0.1:9", MODEL_ID=str(tiny_model))
     assert done.returncode == 0, done.stderr
@@ -81,15 +81,19 @@ def test_calibration_prompts_are_distinct_questions_in_the_served_format(tmp_pat
     ]
     data.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    texts = calibration_texts(data, tokenizer, count=5, seed=0, max_tokens=512)
+    served = {"system_prompt": DEFAULT_SYSTEM_PROMPT, "enable_thinking": False}
+    texts = calibration_texts(data, tokenizer, count=5, seed=0, **served)
     assert sorted(texts) == sorted(
         f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n"
         f"<|im_start|>assistant\n<think>\n\n</think>\n\n{a}<|im_end|>"
         for q, a in [pairs[0], pairs[2]]
     )
-    assert calibration_texts(data, tokenizer, 1, 7, 512) == calibration_texts(
-        data, tokenizer, 1, 7, 512
+    assert calibration_texts(data, tokenizer, 1, 7, **served) == calibration_texts(
+        data, tokenizer, 1, 7, **served
     )
+    # No system prompt (SYSTEM_PROMPT=""), thinking on: no system turn, no empty think block.
+    bare = calibration_texts(data, tokenizer, 1, 0, system_prompt="", enable_thinking=True)
+    assert bare[0].startswith("<|im_start|>user\n") and "<think>" not in bare[0]
 
 
 @pytest.mark.parametrize("algorithm", ["gptq", "awq"])

@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qaserve.devtools.launcher import free_port
+from devtools.launcher import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "scripts" / "ray_head.sh"

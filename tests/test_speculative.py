@@ -6,8 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.load import questions
-from qaserve.devtools.launcher import Server
-from qaserve.devtools.tiny_model import build_tiny_model, tiny_engine_env
+from devtools.launcher import Server
+from devtools.tiny_model import build_tiny_model, tiny_engine_env
 
 SPEC_TOKENS = 3
 

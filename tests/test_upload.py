@@ -1,5 +1,5 @@
 """python -m prep upload with the real ModelScope client against the local fake hub: the
-folder arrives whole and downloads back through download_model.py; a bad token fails
+folder arrives whole and downloads back through python -m prep download; a bad token fails
 clearly, and no token is ever printed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
 from tests.fake_modelscope import FakeModelScope
 from tests.test_download_model import manifest_of, run_download
 

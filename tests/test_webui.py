@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from qaserve.devtools.launcher import ROOT, free_port
+from devtools.launcher import ROOT, free_port
 from tests.constants import API_KEYS
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -26,7 +26,7 @@ def web_ui(server, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "qaserve.clients.webui",
+        "clients.webui",
         "--url",
         server.url,
         "--port",

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from qaserve.adapters import pick_adapter
+from prep.adapters import pick_adapter
 from qaserve.settings import ModelSettings
 
 

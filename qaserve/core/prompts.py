@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from prep.chat import render_question
+
 CUT_MARGIN_TOKENS = 64
 
 
@@ -37,10 +39,7 @@ class PromptBuilder:
         return cls(tokenizer, context_len, enable_thinking)
 
     def render(self, system_prompt: str, question: str) -> str:
-        messages = [{"role": "user", "content": question}]
-        if system_prompt:
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        return self.render_chat(messages, self.enable_thinking)
+        return render_question(self.tokenizer, system_prompt, question, self.enable_thinking)
 
     def render_chat(self, messages: list[dict], enable_thinking: bool) -> str:
         return self.tokenizer.apply_chat_template(

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prep.datafile import read_questions
 from qaserve.core.answerer import Answerer
 from qaserve.settings import WarmupSettings
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_QUESTION = "什么是CUDA中的线程块（thread block）？"
-
-
-def read_questions(path: Path) -> list[str]:
-    """User turns of a seed-format jsonl file ({"messages": [user, assistant]} per line)."""
-    questions = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            messages = json.loads(line)["messages"]
-            questions.extend(m["content"] for m in messages if m["role"] == "user")
-    return questions
 
 
 def pick_warmup_questions(path: str, count: int, seed: int = 0) -> list[str]:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
-from qaserve.adapters import max_lora_rank
+from prep.adapters import max_lora_rank
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic_settings import BaseSettings
 
-from download_model import DownloadSettings
+from prep.download import DownloadSettings
 from qaserve.settings import Settings
 from qaserve.settings.fields import read_names
 

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from qaserve.adapters import parse_adapters
+from prep.adapters import parse_adapters
+from prep.chat import DEFAULT_SYSTEM_PROMPT
 from qaserve.settings.fields import (
     BudgetRule,
     MaxTokens,
@@ -29,11 +30,6 @@ from qaserve.settings.fields import (
     list_from_env,
 )
 from qaserve.settings.profiles import CODE_KEYWORDS, LONG_KEYWORDS
-
-DEFAULT_SYSTEM_PROMPT = (
-    "你是CUDA与并行计算课程的助教。请用简洁、准确的教科书式中文直接回答问题，"
-    "先给出结论，再用一两句话说明关键原因；不要寒暄，不要重复问题。"
-)
 
 DEFAULT_BUDGET_RULES = [
     BudgetRule(name="code", keywords=CODE_KEYWORDS, max_tokens=384, max_sentences=0),
@@ -59,8 +55,9 @@ class ModelSettings(BaseModel):
     """The model folders and the names the model and its adapters are served under."""
 
     model_dir: str = "model"
-    # download_model.py's manifest: when set, the model and draft folders come from it
-    # (the hub client names them, so they are never guessed), overriding MODEL_DIR.
+    # The manifest of the download step (python -m prep download): when set, the model and
+    # draft folders come from it (the hub client names them, so they are never guessed),
+    # overriding MODEL_DIR.
     model_manifest: str | None = None
     trust_remote_code: bool = False
     draft_model_dir: str | None = Field(

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from devtools.tiny_model import train_tokenizer
 from qaserve.app import create_app
-from qaserve.devtools.tiny_model import train_tokenizer
 from qaserve.settings import Settings
 from tests.fake_engine import FakeEngine
 

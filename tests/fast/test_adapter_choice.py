@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from prep.manifest import Adapter, Entry, Manifest
 from qaserve.api.models import ModelRegistry
-from qaserve.manifest import Adapter, Entry, Manifest
 from qaserve.model_files import with_manifest_paths
 from qaserve.settings import Settings
 

@@ -9,8 +9,8 @@ import time
 import httpx
 import uvicorn
 
+from devtools.launcher import ROOT, free_port
 from qaserve.app import create_app
-from qaserve.devtools.launcher import ROOT, free_port
 from qaserve.settings import Settings
 from tests.constants import API_KEYS
 from tests.fake_engine import FakeEngine

@@ -3,17 +3,17 @@
 The tokenizer is a byte-level BPE trained on the project's own text, the chat
 template follows Qwen3's (``enable_thinking`` adds an empty think block), and
 ``<think>``/``</think>`` are added tokens, as in the real Qwen3 tokenizer.
-Run as a script to write one: ``python -m qaserve.devtools.tiny_model OUT_DIR``.
+Run as a script to write one: ``python -m devtools.tiny_model OUT_DIR``.
 ``tiny_engine_env`` gives the settings that serve it on a CPU machine.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from qaserve.devtools.launcher import ROOT
+from devtools.launcher import ROOT
+from prep.datafile import json_lines
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
@@ -37,11 +37,8 @@ def project_text() -> list[str]:
     Only data.jsonl: the README and sources change with every commit, and with them the
     vocabulary and so every random weight; the test model should stay the same.
     """
-    lines: list[str] = []
-    for line in (ROOT / "data.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            lines.extend(m["content"] for m in json.loads(line)["messages"])
-    return lines
+    records = (record for _, record in json_lines(ROOT / "data.jsonl"))
+    return [message["content"] for record in records for message in record["messages"]]
 
 
 def train_tokenizer(vocab_size: int):

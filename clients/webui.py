@@ -1,6 +1,6 @@
 """Web chat UI (gradio) on the server's /v1 API: streaming, multi-turn, fast/slow.
 
-    python -m qaserve.clients.webui [--url URL] [--api-key KEY] [--port 7860]
+    python -m clients.webui [--url URL] [--api-key KEY] [--port 7860]
 
 Slow mode shows the model's reasoning folded above its answer.
 """
@@ -12,7 +12,7 @@ import argparse
 import gradio as gr
 from openai import APIStatusError
 
-from qaserve.clients.connection import Connection, add_connection_args, connect
+from clients.connection import Connection, add_connection_args, connect
 
 REASONING_TITLE = "Reasoning"
 

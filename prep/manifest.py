@@ -1,4 +1,4 @@
-"""The manifest ``download_model.py`` writes and the server reads: where each model landed.
+"""The manifest ``python -m prep download`` writes and the server reads: where each model landed.
 
     {"format": 2, "model": entry, "draft": entry or null, "draft_error": "..." (optional),
      "base": entry or null, "adapters": [adapter, ...], "quantization": {...} or null}
@@ -9,8 +9,8 @@ the folder the server loads; when it was made from a download (a LoRA adapter me
 it, or quantized), ``base`` is that download. An adapter entry says whether it was merged
 into ``model`` or is served beside it by vLLM under its name.
 
-Only the standard library and pydantic here: the Dockerfile's model stage copies this file
-(with ``qaserve/__init__.py``) next to ``download_model.py``, without the rest of the package.
+Only the standard library and pydantic here: the server imports this module, and the image
+carries none of the model tools' own dependencies.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Manifest(BaseModel):
         if isinstance(data, dict) and data.get("format") != FORMAT:
             raise ManifestError(
                 f"manifest {path} has format {data.get('format')!r}, this version reads "
-                f"format {FORMAT}: write it again with this version's download_model.py"
+                f"format {FORMAT}: write it again with this version's python -m prep download"
             )
         try:
             return cls.model_validate(data)

@@ -1,8 +1,8 @@
 """Command-line flags generated from a settings class: each field marked with a Flag is
 also that flag, its environment variable giving the default (a flag beats the variable).
 
-Only the standard library and pydantic here: the Dockerfile's model stage copies this file
-next to ``download_model.py`` and the model-preparation tools, without the rest of the package.
+Only the standard library and pydantic here, like every module of ``prep`` at import time
+(the heavy libraries are imported inside the functions that use them).
 """
 
 from __future__ import annotations

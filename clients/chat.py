@@ -1,6 +1,6 @@
 """Terminal chat with the server's /v1 API: streaming, multi-turn, fast/slow modes.
 
-    python -m qaserve.clients.chat [--url URL] [--api-key KEY] [--mode fast|slow]
+    python -m clients.chat [--url URL] [--api-key KEY] [--mode fast|slow]
 
 The URL and key default to QASERVE_URL and QASERVE_API_KEY. Commands:
 /mode fast|slow, /reset, /exit.
@@ -13,7 +13,7 @@ import sys
 
 from openai import OpenAI
 
-from qaserve.clients.connection import add_connection_args, connect
+from clients.connection import add_connection_args, connect
 
 HELP = "commands: /mode fast|slow, /reset (forget the conversation), /exit"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: serve.py, data.jsonl
+ROOT = Path(__file__).resolve().parents[1]  # the repository: serve.py, data.jsonl
 
 
 def stop_on_sigterm() -> None:

@@ -2,10 +2,10 @@
 
 An adapter is a folder with peft's ``adapter_config.json`` (``peft_type`` LORA, rank ``r``,
 ``base_model_name_or_path``) and its weights. The server serves adapters beside the base
-model with vLLM's LoRA support (LORA_ADAPTERS, or the manifest); ``download_model.py``
+model with vLLM's LoRA support (LORA_ADAPTERS, or the manifest); ``python -m prep download``
 reads the base model's name from the same config.
 
-Only the standard library here: the Dockerfile's model stage copies this file.
+Only the standard library here: the server imports this module too.
 """
 
 from __future__ import annotations
