@@ -5,14 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${FAST_VENV:-.venv-py310}
-python310=""
-for candidate in python3.10 "$HOME"/.pyenv/versions/3.10*/bin/python /root/.pyenv/versions/3.10*/bin/python; do
-  # A pyenv shim answers to the name without running 3.10: ask the interpreter itself.
-  if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
-    python310=$candidate
-    break
-  fi
-done
+python310=$(bash scripts/find_python310.sh)
 if [ -z "$python310" ]; then
   echo "NO PYTHON 3.10 INTERPRETER HERE: the 3.10 run of the fast tests is skipped" >&2
   exit 0
