@@ -8,8 +8,11 @@ if __name__ == "__mp_main__":
     die_with_parent()
 
 from qaserve.app import create_app
+from qaserve.process_env import default_offline
 from qaserve.settings import get_settings
 
+# The server process, before the engine or a tokenizer loads (they read these at import).
+default_offline(multi_node=get_settings().distributed_executor_backend == "ray")
 app = create_app()
 
 if __name__ == "__main__":

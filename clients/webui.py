@@ -71,7 +71,8 @@ def make_responder(client, model: str):
 
 def build_ui(link: Connection, default_max_tokens: int = 1024) -> gr.Blocks:
     client, model = link.client, link.model
-    with gr.Blocks(title=f"qaserve · {model}") as ui:
+    # analytics_enabled: gradio reports usage to its servers unless told not to.
+    with gr.Blocks(title=f"qaserve · {model}", analytics_enabled=False) as ui:
         chatbot = gr.Chatbot(label=model, elem_id="chat", height=480)
         with gr.Row():
             question = gr.Textbox(

@@ -44,10 +44,11 @@ ROUTERS = (health.router, predict_router.router, openai_router.router)
 
 
 def _configure_logging(level: str) -> None:
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
+    """Our lines through the root logger, configured here unless something did already: a
+    library that configures it later (IPEX, which vLLM 0.10 imports on CPU, calls
+    logging.basicConfig) then finds it set, and no line is printed twice."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(level.upper())
 
 

@@ -1,4 +1,5 @@
-"""Model folders from the manifest that ``python -m prep download`` writes (``MODEL_MANIFEST``).
+"""Model folders: the context a model declares, and the folders from the manifest that
+``python -m prep download`` writes (``MODEL_MANIFEST``).
 
 The hub client chooses where a model lands (ModelScope turns ``Qwen3-0.6B`` into
 ``Qwen3-0___6B`` in one layout and ``Qwen--Qwen3-0.6B/snapshots/master`` in another),
@@ -8,6 +9,7 @@ and checks that every file listed there is still present with its size.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TypeVar
@@ -40,3 +42,13 @@ def with_manifest_paths(settings: Model) -> Model:
         update["lora_adapters"] = {**served, **settings.lora_adapters}
         update["default_adapter"] = settings.default_adapter or next(iter(served))
     return settings.model_copy(update=update)
+
+
+def declared_context(model_dir: str) -> int | None:
+    """The context the model's config.json declares (max_position_embeddings), if any."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():  # a tokenizer folder alone (the fast tests' fake engine)
+        return None
+    config = json.loads(path.read_text(encoding="utf-8"))
+    declared = config.get("max_position_embeddings")
+    return int(declared) if declared else None

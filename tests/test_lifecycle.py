@@ -114,9 +114,12 @@ def engine_family(server: Server) -> list[psutil.Process]:
 
 
 def test_default_settings_start_vllm_and_a_killed_server_leaves_no_engine(tiny_model, tmp_path):
-    with Server(cpu_defaults_env(tiny_model), tmp_path / "server.log") as server:
+    env = cpu_defaults_env(tiny_model)
+    del env["MAX_MODEL_LEN"]  # the default: the model's own context, as vLLM derives it
+    with Server(env, tmp_path / "server.log") as server:
         info = httpx.get(server.url + "/info").json()
         assert info["backend"] == "vllm", info["fallback_reason"]
+        assert info["context_length"] == 4096  # the tiny model's max_position_embeddings
         assert info["warmup"]["tokens_per_second"] > 0
         attempts = info["engine_details"]["start_attempts"]
         assert attempts[-1]["error"] is None
@@ -155,12 +158,15 @@ def watch_dying_server(server: Server, limit: float) -> dict:
 
 
 def test_start_ladder_and_a_dead_engine_exits_the_server(tiny_model, tmp_path):
-    # 0.99 of NUMA node 0 is never free while anything runs: the first start must fail.
-    env = cpu_defaults_env(tiny_model, GPU_MEMORY_UTILIZATION="0.99")
+    # 0.99 of NUMA node 0 is never free while anything runs: the first start must fail. A
+    # context above the model's 4096 is lowered before the first attempt.
+    env = cpu_defaults_env(tiny_model, GPU_MEMORY_UTILIZATION="0.99", MAX_MODEL_LEN="8192")
     with Server(env, tmp_path / "server.log") as server:
         info = httpx.get(server.url + "/info").json()
         assert info["backend"] == "vllm", info["fallback_reason"]
         first, second = info["engine_details"]["start_attempts"]
+        assert first["changed"] == {"max_model_len": 4096} and info["context_length"] == 4096
+        assert "MAX_MODEL_LEN=8192 is more than the model declares" in server.log()
         assert "less than desired CPU memory utilization" in first["error"]
         assert second["error"] is None
         fraction = second["changed"]["gpu_memory_utilization"]

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from prep.chat import render_question
+from qaserve.model_files import declared_context
 
 CUT_MARGIN_TOKENS = 64
 
 
 def context_length(model_dir: str, configured: int | None) -> int:
     """The context the engine runs with: MAX_MODEL_LEN, else the model's own limit."""
-    if configured:
-        return configured
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    return int(config.get("max_position_embeddings") or 4096)
+    return configured or declared_context(model_dir) or 4096
 
 
 class PromptBuilder:

@@ -9,6 +9,8 @@ the engine process's output through OutputTap):
   below the longest answer budget plus a typical prompt;
 - compilation or graph capture failing -> ENFORCE_EAGER.
 
+Before the first attempt, a MAX_MODEL_LEN above the model's declared context is lowered to it.
+
 Every attempt, its error line and what it changed are logged and kept for /info.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 from qaserve.engine.output_tap import OutputTap
 from qaserve.engine.types import EngineStart
+from qaserve.model_files import declared_context
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +102,29 @@ def remedy(cause: str, start: EngineStart) -> Rung | None:
     return None
 
 
+def within_declared_context(start: EngineStart) -> dict:
+    """MAX_MODEL_LEN lowered to the model's declared context where it asks for more (vLLM
+    would refuse to start: "User-specified max_model_len ... is greater than the derived")."""
+    wanted = start.engine.max_model_len
+    declared = declared_context(start.model.model_dir)
+    if wanted is None or declared is None or wanted <= declared:
+        return {}
+    logger.warning(
+        "MAX_MODEL_LEN=%d is more than the model declares (max_position_embeddings=%d): "
+        "vLLM runs with %d",
+        wanted,
+        declared,
+        declared,
+    )
+    return {"max_model_len": declared}
+
+
 def start_vllm(start: EngineStart):
     """The VllmEngine, started by as many rungs of the ladder as it takes."""
     from qaserve.engine.vllm_backend import VllmEngine
 
     attempts: list[StartAttempt] = []
-    changed: dict = {}
+    changed: dict = within_declared_context(start)
     with OutputTap() as tap:
         while True:
             current = replace(start, engine=start.engine.model_copy(update=changed))

@@ -34,7 +34,7 @@ from qaserve.engine.types import (
     count_sentence_ends,
     join_chunks,
 )
-from qaserve.engine.vllm_environment import export_to_vllm
+from qaserve.process_env import export_to_vllm
 from qaserve.settings import EngineSettings, ModelSettings
 
 logger = logging.getLogger(__name__)

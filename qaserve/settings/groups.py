@@ -84,7 +84,8 @@ class EngineSettings(BaseModel):
     hf_device: str = "auto"
 
     dtype: str = "auto"
-    max_model_len: int | None = Field(default=4096, gt=0)
+    # None: the model's own context, as vLLM does (a larger value is lowered to it at start).
+    max_model_len: int | None = Field(default=None, gt=0)
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     vllm_max_num_seqs: int = Field(default=256, gt=0)
     vllm_max_num_batched_tokens: int = Field(default=8192, gt=0)
