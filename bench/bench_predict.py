@@ -86,11 +86,12 @@ def serve_raw_phases() -> None:
     """vllm.LLM.generate with the server's own prompt ids and sampling parameters.
 
     Runs in a child process whose environment holds the server's settings; reads a
-    phase name per line on stdin and answers each with a RAW-RESULT line.
+    phase name per line on stdin (or "raw N": the first N questions) and answers each with
+    a RAW-RESULT line.
     """
     import dataclasses
 
-    from vllm import LLM, EngineArgs
+    from vllm import LLM, EngineArgs, __version__
 
     from qaserve.core.answerer import ParamPlanner
     from qaserve.core.length import LengthPolicy
@@ -101,7 +102,7 @@ def serve_raw_phases() -> None:
 
     settings = Settings()
     accepted = {f.name for f in dataclasses.fields(EngineArgs)}
-    llm = LLM(**engine_kwargs(settings.model, settings.engine, accepted, None))
+    llm = LLM(**engine_kwargs(settings.model, settings.engine, accepted, None, __version__))
     prompts = PromptBuilder.load(
         settings.model_dir,
         context_length(settings.model_dir, settings.max_model_len),
@@ -144,7 +145,9 @@ def serve_raw_phases() -> None:
     }
     print("RAW-READY", flush=True)
     for line in sys.stdin:
-        sample = phases[line.strip()]()
+        # "raw N": the first N questions alone (bench_frontend's smaller rounds).
+        phase, _, count = line.strip().partition(" ")
+        sample = generate(uniform[: int(count)]) if count else phases[phase]()
         print("RAW-RESULT " + json.dumps(dataclasses.asdict(sample)), flush=True)
 
 

@@ -7,8 +7,9 @@ batch with ``max_tokens``/``max_sentences``, and all groups are sent together so
 batches them as it would one request. Example trimming travels as ``stop`` (the example
 markers, which is what TRIM_EXAMPLES=1 adds to the engine's stops) and the system prompt
 through POST /system_prompt. Settings the server reads only at start (engine capacity,
-context, speculation, trimming a partial sentence: any ``--engine NAME=V1,V2``) need a server
-started with them; trials that share them share one server.
+context, speculation, trimming a partial sentence: any ``--engine NAME=V1,V2``, and the
+VLLM_ENGINE_ARGS entries of ``--engine-arg NAME=V1,V2``) need a server started with them;
+trials that share them share one server.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from eval.client import Request
 from eval.errors import EvalError
 from qaserve.core.length import choose_plan
+from qaserve.engine.vllm_backend import SETTING_OF_KEYWORD
 from qaserve.settings import BudgetRule, Settings
 
 BRIEF_PROMPT = "用一两句准确的中文直接回答问题，先给结论，不举例，不寒暄，不重复问题。"
@@ -40,6 +42,7 @@ NOT_START_KNOBS = {
     "model_manifest": "what is measured, not a knob",
     "host": "set by the tuner",
     "port": "set by the tuner",
+    "vllm_engine_args": "swept entry by entry (--engine-arg NAME=V1,V2)",
 }
 
 StartKnob = tuple[str, tuple[str, ...]]  # a setting's environment name, and values to sweep
@@ -71,6 +74,61 @@ def parse_start_knob(spec: str) -> StartKnob:
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
             raise EvalError(f"--engine {spec}: {value!r} is not a valid {name}: {reason}") from exc
+    return name, values
+
+
+EngineArgKnob = tuple[str, tuple[Any, ...]]  # a VLLM_ENGINE_ARGS entry, and values to sweep
+
+
+def json_values(text: str) -> list[Any]:
+    """``V1,V2`` of --engine-arg: JSON values, each followed by a comma or the end. A comma
+    counts only once a value is complete, so commas inside an object or list never split
+    it. A value that does not start a JSON object, list or string and is not a JSON
+    number, true, false or null is a plain string (``FLASH_ATTN``)."""
+    decoder = json.JSONDecoder()
+    values, at = [], 0
+    while at < len(text):
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at < len(text) and text[at] in '{["':
+            value, end = decoder.raw_decode(text, at)
+        else:
+            end = text.find(",", at)
+            end = len(text) if end < 0 else end
+            word = text[at:end].strip()
+            if not word:
+                raise ValueError(f"an empty value at character {at}")
+            try:
+                value = json.loads(word)
+            except json.JSONDecodeError:
+                value = word
+        while end < len(text) and text[end].isspace():
+            end += 1
+        if end < len(text) and text[end] != ",":
+            raise ValueError(f"expected a comma after the value at character {at}")
+        values.append(value)
+        at = end + 1
+    return values
+
+
+def parse_engine_arg_knob(spec: str) -> EngineArgKnob:
+    """``NAME=V1,V2`` (--engine-arg): an entry of VLLM_ENGINE_ARGS and its JSON values."""
+    name, equals, text = spec.partition("=")
+    name = name.strip()
+    try:
+        values = tuple(json_values(text))
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise EvalError(f"--engine-arg {spec}: {exc}") from exc
+    if not equals or not name.isidentifier() or not values:
+        raise EvalError(
+            f"--engine-arg {spec}: expected NAME=V1,V2 with NAME an argument of vLLM's "
+            "AsyncEngineArgs and JSON values"
+        )
+    if name in SETTING_OF_KEYWORD:
+        setting = SETTING_OF_KEYWORD[name].upper()
+        raise EvalError(
+            f"--engine-arg {spec}: {name} comes from {setting}; use --engine {setting}="
+        )
     return name, values
 
 
@@ -141,17 +199,32 @@ class Knobs:
     trim_examples: list[bool]
     system_prompts: list[str]
     start: list[StartKnob]  # --engine
+    engine_args: list[EngineArgKnob] = field(default_factory=list)  # --engine-arg
+    base_engine_args: dict[str, Any] = field(default_factory=dict)  # what they merge onto
 
 
 def prompt_variants(server_prompt: str) -> dict[str, str]:
     return {"server": server_prompt, "none": "", "brief": BRIEF_PROMPT}
 
 
-def start_grid(knobs: list[StartKnob]) -> list[tuple[tuple[str, str], ...]]:
-    """Every combination of the start settings: one server each."""
+def start_grid(
+    knobs: list[StartKnob],
+    engine_args: list[EngineArgKnob] = (),
+    base_engine_args: dict[str, Any] | None = None,
+) -> list[tuple[tuple[str, str], ...]]:
+    """Every combination of the start settings: one server each. The --engine-arg entries of
+    a combination, merged onto ``base_engine_args``, are its VLLM_ENGINE_ARGS."""
     names = [name for name, _ in knobs]
     combos = itertools.product(*(values for _, values in knobs))
-    return [tuple(zip(names, combo, strict=True)) for combo in combos]
+    settings = [tuple(zip(names, combo, strict=True)) for combo in combos]
+    if not engine_args:
+        return settings
+    arg_names = [name for name, _ in engine_args]
+    merged = [
+        json.dumps({**(base_engine_args or {}), **dict(zip(arg_names, combo, strict=True))})
+        for combo in itertools.product(*(values for _, values in engine_args))
+    ]
+    return [(*start, ("VLLM_ENGINE_ARGS", args)) for start in settings for args in merged]
 
 
 def start_env(start: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -164,7 +237,7 @@ def grid(knobs: Knobs) -> list[Trial]:
     """Every combination, server-start knobs outermost so neighbours share a server."""
     rule_names = list(knobs.rule_budgets)
     combos = itertools.product(
-        start_grid(knobs.start),
+        start_grid(knobs.start, knobs.engine_args, knobs.base_engine_args),
         knobs.system_prompts,
         knobs.trim_examples,
         knobs.sentences,

@@ -10,12 +10,15 @@ fastest trial that meets --min-official as an env file.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from devtools.launcher import Server
 from eval.budgets import proposal_table, propose, proposed_trial, reference_lengths
@@ -27,16 +30,19 @@ from eval.report import table
 from eval.results import build_evaluation
 from eval.tokens import TokenCounter, tokenizer_folder
 from eval.trials import (
+    EngineArgKnob,
     Knobs,
     ServerSettings,
     StartKnob,
     Trial,
     env_lines,
     grid,
+    parse_engine_arg_knob,
     parse_start_knob,
     plan_requests,
     prompt_variants,
     runs_on,
+    setting_value,
     start_env,
     start_grid,
 )
@@ -78,6 +84,13 @@ def _flag(text: str) -> bool:
 def _start_knob(spec: str) -> StartKnob:
     try:
         return parse_start_knob(spec)
+    except EvalError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _engine_arg_knob(spec: str) -> EngineArgKnob:
+    try:
+        return parse_engine_arg_knob(spec)
     except EvalError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -125,6 +138,17 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         help="a setting the server reads at start, e.g. VLLM_MAX_NUM_SEQS=128,256 (repeatable; "
         "needs --launch unless the server at --url runs the one value given)",
+    )
+    p.add_argument(
+        "--engine-arg",
+        type=_engine_arg_knob,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a VLLM_ENGINE_ARGS entry to sweep, its values JSON separated by commas (a comma "
+        "inside an object or list belongs to it), e.g. async_scheduling=true,false or "
+        '\'compilation_config={"level":3},{"level":0}\' (repeatable; each trial\'s server '
+        "gets the environment's VLLM_ENGINE_ARGS with these entries merged in)",
     )
     p.add_argument(
         "--repeats", type=_positive, default=3, help="runs per trial; ranked by the median"
@@ -259,10 +283,20 @@ def check_arguments(args: argparse.Namespace) -> None:
     unknown = set(args.system_prompts) - set(prompt_variants(""))
     if unknown:
         raise EvalError(f"--system-prompts: unknown {sorted(unknown)}; use server, brief, none")
-    names = [name for name, _ in args.engine]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise EvalError(f"--engine: {', '.join(repeated)} given more than once")
+    for option, knobs in (("--engine", args.engine), ("--engine-arg", args.engine_arg)):
+        names = [name for name, _ in knobs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise EvalError(f"{option}: {', '.join(repeated)} given more than once")
+
+
+def environment_engine_args() -> dict:
+    """VLLM_ENGINE_ARGS as a server started here reads it (it inherits this environment):
+    what the --engine-arg entries merge onto."""
+    try:
+        return setting_value("VLLM_ENGINE_ARGS", os.environ.get("VLLM_ENGINE_ARGS", ""))
+    except ValidationError as exc:
+        raise EvalError(f"this environment's {exc.errors()[0]['msg']}") from exc
 
 
 def sweep(args, settings: ServerSettings, items: list[Item], counter: TokenCounter) -> list[Trial]:
@@ -273,6 +307,8 @@ def sweep(args, settings: ServerSettings, items: list[Item], counter: TokenCount
         trim_examples=args.trim_examples,
         system_prompts=args.system_prompts,
         start=args.engine,
+        engine_args=args.engine_arg,
+        base_engine_args=environment_engine_args(),
     )
     trials = grid(knobs)
     if not trials:
@@ -433,7 +469,8 @@ def tune(args: argparse.Namespace) -> int:
     check_arguments(args)
     items = load_items(args.data, args.limit)
     minimum = args.min_official if args.min_official is not None else 0.0
-    with ServerSession(args, start_env(start_grid(args.engine)[0])) as session:
+    first = start_grid(args.engine, args.engine_arg, environment_engine_args())[0]
+    with ServerSession(args, start_env(first)) as session:
         outcomes = run_trials(args, session, items)
         print_results(outcomes, minimum)
         return write_best(args, outcomes, minimum, session)

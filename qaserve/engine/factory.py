@@ -1,13 +1,14 @@
 """Which engine serves: vLLM through its start ladder, or transformers when vLLM is absent
 or fails and USE_VLLM allows it (a fallback that is logged in a banner and kept in
-``BackendInfo.fallback_reason``, which /info and every answer's X-Backend show)."""
+``BackendInfo.fallback_reason``, which /info and every answer's X-Backend show). A
+configuration error (EngineConfigError) is no failure to fall back from: it stops the server."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict
 
-from qaserve.engine.types import Engine, EngineStart
+from qaserve.engine.types import Engine, EngineConfigError, EngineStart
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ def start_engine(start: EngineStart) -> Engine:
         from qaserve.engine.start_ladder import start_vllm
 
         return start_vllm(start)
+    except EngineConfigError as exc:
+        logger.error("configuration error, the server stops (no fallback): %s", exc)
+        raise
     except Exception as exc:
         if start.engine.use_vllm is True:
             raise

@@ -7,7 +7,9 @@ the engine process's output through OutputTap):
   (free/total GiB)" (GPU) -> GPU_MEMORY_UTILIZATION = free/total minus a margin;
 - context: "the estimated maximum model length is N" -> MAX_MODEL_LEN = N, but never
   below the longest answer budget plus a typical prompt;
-- compilation or graph capture failing -> ENFORCE_EAGER.
+- compilation or graph capture failing -> ENFORCE_EAGER;
+- speculation refused by the build ("spec decode is not supported": vLLM 0.10's CPU model
+  runner) -> without speculative decoding.
 
 Before the first attempt, a MAX_MODEL_LEN above the model's declared context is lowered to it.
 
@@ -22,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from qaserve.engine.output_tap import OutputTap
-from qaserve.engine.types import EngineStart
+from qaserve.engine.types import EngineConfigError, EngineStart
 from qaserve.model_files import declared_context
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ _MEMORY = re.compile(
 _FITTING_LENGTH = re.compile(r"estimated maximum model length is (\d+)")
 _CHILD_FAILED = "initialization failed"  # vLLM 0.10 and later, when the engine core failed
 _COMPILATION = re.compile(r"dynamo|inductor|cuda ?graph|compil", re.IGNORECASE)
+_NO_SPECULATION = re.compile(r"spec(?:ulative)? decod\w* (?:is )?not supported", re.IGNORECASE)
 # An exception line, also behind the "(EngineCore pid=N)" prefix vLLM puts on its children.
 _ERROR_LINE = re.compile(r"(?:^|\s)((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Failed): .+)$")
 
@@ -99,6 +102,8 @@ def remedy(cause: str, start: EngineStart) -> Rung | None:
             return Rung({"max_model_len": fits}, why)
     if _COMPILATION.search(cause) and not settings.enforce_eager:
         return Rung({"enforce_eager": True}, "compilation or graph capture failed")
+    if _NO_SPECULATION.search(cause) and settings.enable_speculative_decoding:
+        return Rung({"enable_speculative_decoding": False}, "this vLLM build cannot speculate")
     return None
 
 
@@ -132,6 +137,8 @@ def start_vllm(start: EngineStart):
             try:
                 engine = VllmEngine.start(current)
                 break
+            except EngineConfigError:
+                raise  # a setting to correct: no rung changes it
             except Exception as exc:
                 cause = root_cause(exc, tap.since(mark))
                 seconds = time.perf_counter() - started

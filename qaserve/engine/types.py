@@ -91,6 +91,11 @@ class BackendInfo:
     adjusted: dict = field(default_factory=dict)
 
 
+class EngineConfigError(ValueError):
+    """The engine settings ask for what the installed engine cannot do: the server stops
+    (no retry, no fallback, which would serve other than configured)."""
+
+
 class EngineDeadError(RuntimeError):
     """The engine can answer nothing more (its process died); the server must restart."""
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
+import functools
 import logging
 import time
 import uuid
@@ -21,11 +23,14 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from prep.adapters import max_lora_rank
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (
     BackendInfo,
+    EngineConfigError,
     EngineDeadError,
     EngineStart,
     GenParams,
@@ -74,36 +79,115 @@ def speculative_config(
     }, None
 
 
+# AsyncEngineArgs keywords that take an EngineSettings field as it is.
+COPIED_SETTINGS = {
+    "dtype": "dtype",
+    "max_model_len": "max_model_len",
+    "gpu_memory_utilization": "gpu_memory_utilization",
+    "max_num_seqs": "vllm_max_num_seqs",
+    "max_num_batched_tokens": "vllm_max_num_batched_tokens",
+    "enable_prefix_caching": "enable_prefix_caching",
+    "quantization": "quantization",
+    "kv_cache_dtype": "kv_cache_dtype",
+    "load_format": "load_format",
+    "enforce_eager": "enforce_eager",
+    "tensor_parallel_size": "tensor_parallel_size",
+    "pipeline_parallel_size": "pipeline_parallel_size",
+    "data_parallel_size": "data_parallel_size",
+    "distributed_executor_backend": "distributed_executor_backend",
+    "seed": "seed",
+}
+# Every keyword the settings build, and the setting (field name) each one comes from.
+SETTING_OF_KEYWORD = {
+    **COPIED_SETTINGS,
+    "model": "model_dir",
+    "trust_remote_code": "trust_remote_code",
+    "speculative_config": "enable_speculative_decoding",
+    "disable_log_stats": "log_engine_stats",
+    "enable_lora": "lora_adapters",
+    "max_loras": "lora_adapters",
+    "max_lora_rank": "lora_adapters",
+}
+# One log line per request costs real time in a 512-item batch. 0.10 names the switch
+# disable_log_requests, later releases enable_log_requests: one of the two is always left out.
+REQUEST_LOGS_OFF = {"disable_log_requests": True, "enable_log_requests": False}
+
+
 def engine_kwargs(
-    model: ModelSettings, settings: EngineSettings, accepted: set[str], spec: dict | None
+    model: ModelSettings,
+    settings: EngineSettings,
+    accepted: set[str],
+    spec: dict | None,
+    vllm_version: str,
 ) -> dict:
-    """AsyncEngineArgs keywords from the settings, limited to what this vLLM accepts."""
-    kwargs = {
+    """AsyncEngineArgs keywords: the settings' own, limited to what this vLLM accepts (see
+    ``drop_unaccepted``), then VLLM_ENGINE_ARGS (see ``check_engine_args``)."""
+    check_engine_args(settings.vllm_engine_args, accepted, vllm_version)
+    named = {
+        **{keyword: getattr(settings, field) for keyword, field in COPIED_SETTINGS.items()},
         "model": model.model_dir,
-        "dtype": settings.dtype,
-        "max_model_len": settings.max_model_len,
-        "gpu_memory_utilization": settings.gpu_memory_utilization,
-        "max_num_seqs": settings.vllm_max_num_seqs,
-        "max_num_batched_tokens": settings.vllm_max_num_batched_tokens,
-        "enable_prefix_caching": settings.enable_prefix_caching,
-        "quantization": settings.quantization,
-        "kv_cache_dtype": settings.kv_cache_dtype,
-        "load_format": settings.load_format,
-        "enforce_eager": settings.enforce_eager,
-        "tensor_parallel_size": settings.tensor_parallel_size,
-        "pipeline_parallel_size": settings.pipeline_parallel_size,
-        "data_parallel_size": settings.data_parallel_size,
-        "distributed_executor_backend": settings.distributed_executor_backend,
-        "seed": settings.seed,
         "trust_remote_code": model.trust_remote_code,
         "speculative_config": spec,
         "disable_log_stats": not settings.log_engine_stats,
-        # One log line per request costs real time in a 512-item batch.
-        "disable_log_requests": True,
-        "enable_log_requests": False,
         **lora_kwargs(model.lora_adapters),
     }
-    return {key: value for key, value in kwargs.items() if key in accepted}
+    kept = drop_unaccepted(named, accepted, vllm_version, (model, settings))
+    logs_off = {key: value for key, value in REQUEST_LOGS_OFF.items() if key in accepted}
+    return {**logs_off, **kept, **settings.vllm_engine_args}
+
+
+def check_engine_args(extra: dict, accepted: set[str], vllm_version: str) -> None:
+    """VLLM_ENGINE_ARGS may name any argument of this vLLM's AsyncEngineArgs that no setting
+    builds: a setting's keyword there would make one of the two win in silence."""
+    taken = sorted(extra.keys() & SETTING_OF_KEYWORD.keys())
+    if taken:
+        raise EngineConfigError(
+            "VLLM_ENGINE_ARGS: "
+            + "; ".join(
+                f"{key} comes from the setting {SETTING_OF_KEYWORD[key].upper()}: set it there"
+                for key in taken
+            )
+        )
+    unknown = sorted(extra.keys() - accepted)
+    if unknown:
+        hints = []
+        for key in unknown:
+            near = difflib.get_close_matches(key, accepted, n=1)
+            hints.append(f"{key} (did you mean {near[0]}?)" if near else key)
+        raise EngineConfigError(
+            f"VLLM_ENGINE_ARGS: not an argument of vLLM {vllm_version}'s AsyncEngineArgs: "
+            + ", ".join(hints)
+        )
+
+
+def drop_unaccepted(
+    named: dict, accepted: set[str], vllm_version: str, groups: tuple[BaseModel, ...]
+) -> dict:
+    """The keywords this vLLM accepts. A setting this vLLM has no argument for is left out
+    with a WARNING where it is at its default (running without it changes nothing one asked
+    for), and fails the start where it was set (in the environment or by PROFILE) to
+    something else: the server would not run as configured."""
+    refused = []
+    for keyword in sorted(named.keys() - accepted):
+        field = SETTING_OF_KEYWORD[keyword]
+        group = next(group for group in groups if field in type(group).model_fields)
+        value = getattr(group, field)
+        default = type(group).model_fields[field].get_default(call_default_factory=True)
+        if field in group.model_fields_set and value != default:
+            refused.append(f"{field.upper()}={value!r} (engine argument {keyword})")
+        else:
+            logger.warning(
+                "vLLM %s has no engine argument %s: left out (%s is at its default)",
+                vllm_version,
+                keyword,
+                field.upper(),
+            )
+    if refused:
+        raise EngineConfigError(
+            f"vLLM {vllm_version} has no engine argument for {', '.join(refused)}: "
+            "unset it or install a vLLM that has it"
+        )
+    return {keyword: value for keyword, value in named.items() if keyword in accepted}
 
 
 def lora_kwargs(adapters: dict[str, str]) -> dict:
@@ -114,7 +198,10 @@ def lora_kwargs(adapters: dict[str, str]) -> dict:
     return {"enable_lora": True, "max_loras": len(folders), "max_lora_rank": max_lora_rank(folders)}
 
 
+@functools.lru_cache(maxsize=512)
 def vllm_sampling_params(params: GenParams, incremental: bool = False):
+    """vLLM's SamplingParams, built once per distinct GenParams (a /predict batch has a handful)
+    and shared by the requests: vLLM clones them before it changes any field."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -172,7 +259,8 @@ class VllmEngine:
         if spec_note:
             logger.warning("speculative decoding off: %s", spec_note)
         accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
-        args = AsyncEngineArgs(**engine_kwargs(model, settings, accepted, spec))
+        kwargs = engine_kwargs(model, settings, accepted, spec, vllm.__version__)
+        args = AsyncEngineArgs(**kwargs)
         export_to_vllm(environment)
         engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
@@ -181,6 +269,7 @@ class VllmEngine:
             engine=type(engine).__name__,
             version=vllm.__version__,
             details={
+                "engine_args": kwargs,
                 "speculative_config": spec,
                 "speculative_note": spec_note,
                 "parallel": layout,

@@ -57,14 +57,16 @@ GROUPS = (
 
 class GroupView(Generic[Group]):
     """``settings.engine`` and the like: one layer's settings, as validated here (not
-    validated again), a fresh copy at each access."""
+    validated again), a fresh copy at each access, with the same ``model_fields_set``."""
 
     def __init__(self, kind: type[Group]):
         self.kind = kind
 
     def __get__(self, settings: Settings, owner: type) -> Group:
         return self.kind.model_construct(
-            **{name: getattr(settings, name) for name in self.kind.model_fields}
+            # What was set (environment, PROFILE) stays told apart from defaults.
+            _fields_set=settings.model_fields_set & self.kind.model_fields.keys(),
+            **{name: getattr(settings, name) for name in self.kind.model_fields},
         )
 
 

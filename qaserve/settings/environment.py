@@ -34,7 +34,7 @@ REFERENCE_WITHOUT_EQUIVALENT = {
     "TRANSFORMERS_DTYPE": "DTYPE applies to the transformers fallback too",
     "DEFAULT_MAX_MODEL_LEN": "MAX_MODEL_LEN; the start ladder lowers it if the card needs",
     "SAFE_MAX_MODEL_LEN": "MAX_MODEL_LEN; the start ladder lowers it if the card needs",
-    "VLLM_COMPILATION_CONFIG": "not passed to vLLM; ENFORCE_EAGER turns compilation off",
+    "VLLM_COMPILATION_CONFIG": "VLLM_ENGINE_ARGS='{\"compilation_config\": ...}' passes it",
     "VLLM_TOKENIZER_POOL_SIZE": "prompts are tokenized by the server, in a thread",
     "VLLM_TOKENIZER_POOL_TYPE": "prompts are tokenized by the server, in a thread",
     "SPEC_DISABLE_BY_BATCH_SIZE": "not passed to vLLM (its V1 engine dropped the option)",

@@ -33,6 +33,19 @@ def list_from_env(value: object) -> object:
     return value
 
 
+def json_object_from_env(value: object) -> object:
+    """A JSON object read from one variable (VLLM_ENGINE_ARGS); empty is the empty object."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value) if value.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"VLLM_ENGINE_ARGS is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError(f"VLLM_ENGINE_ARGS must be a JSON object, not {type(parsed).__name__}")
+    return parsed
+
+
 def also_read_as(name: str, *reference_names: str) -> AliasChoices:
     """A setting's own name, then the public reference container's names for it."""
     return AliasChoices(name, *reference_names)

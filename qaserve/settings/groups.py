@@ -9,7 +9,7 @@ reference container's names for the same setting.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -27,6 +27,7 @@ from qaserve.settings.fields import (
     TopK,
     TopP,
     also_read_as,
+    json_object_from_env,
     list_from_env,
 )
 from qaserve.settings.profiles import CODE_KEYWORDS, LONG_KEYWORDS
@@ -112,6 +113,9 @@ class EngineSettings(BaseModel):
     seed: int = 0
     # vLLM's periodic throughput log; its per-step bookkeeping costs server CPU.
     log_engine_stats: bool = False
+    # Any other argument of the installed vLLM's AsyncEngineArgs, by its name (a JSON
+    # object). Checked at start: a name this vLLM lacks, or one a setting here builds, fails it.
+    vllm_engine_args: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
 
     # Speculative decoding: prompt-lookup n-grams, or a separate draft model.
     enable_speculative_decoding: bool = False
@@ -127,6 +131,8 @@ class EngineSettings(BaseModel):
         gt=0,
         validation_alias=also_read_as("spec_ngram_prompt_lookup_min", "spec_ngram_lookup_min"),
     )
+
+    _parse_engine_args = field_validator("vllm_engine_args", mode="before")(json_object_from_env)
 
     @model_validator(mode="after")
     def _force_vllm(self):

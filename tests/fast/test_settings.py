@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from qaserve.engine.parallel import cpu_threads_binding, tensor_parallel_size
-from qaserve.engine.vllm_backend import engine_kwargs, speculative_config
+from qaserve.engine.vllm_backend import SETTING_OF_KEYWORD, engine_kwargs, speculative_config
 from qaserve.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -81,7 +81,7 @@ def test_engine_kwargs_fit_the_installed_vllm():
 
     accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     settings = Settings(model_dir="m", vllm_max_num_seqs=7)
-    kwargs = engine_kwargs(settings.model, settings.engine, accepted, None)
+    kwargs = engine_kwargs(settings.model, settings.engine, accepted, None, vllm.__version__)
     assert kwargs["max_num_seqs"] == 7 and kwargs["model"] == "m"
     AsyncEngineArgs(**kwargs)  # every keyword is one this vLLM takes
     # vLLM 0.10 spells the request-log switch differently: both map, only one is passed.
@@ -96,15 +96,16 @@ def test_parallel_settings_reach_the_engine_arguments():
         data_parallel_size=2,
         distributed_executor_backend="ray",
     )
-    accepted = {"tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"}
-    accepted |= {"distributed_executor_backend"}
-    kwargs = engine_kwargs(settings.model, settings.engine, accepted, None)
-    assert kwargs == {
-        "tensor_parallel_size": 2,
-        "pipeline_parallel_size": 2,
-        "data_parallel_size": 2,
-        "distributed_executor_backend": "ray",
-    }
+    kwargs = engine_kwargs(settings.model, settings.engine, set(SETTING_OF_KEYWORD), None, "0")
+    assert (
+        kwargs.items()
+        >= {
+            "tensor_parallel_size": 2,
+            "pipeline_parallel_size": 2,
+            "data_parallel_size": 2,
+            "distributed_executor_backend": "ray",
+        }.items()
+    )
     assert Settings(tensor_parallel_size="auto").tensor_parallel_size == "auto"
     for wrong in ({"tensor_parallel_size": 0}, {"distributed_executor_backend": "slurm"}):
         with pytest.raises(ValidationError):
@@ -117,7 +118,8 @@ def test_ray_mode_engine_arguments_are_ones_this_vllm_takes():
     vllm = pytest.importorskip("vllm", reason="the Python 3.10 run has no vLLM")
     settings = Settings(model_dir="m", pipeline_parallel_size=2, distributed_executor_backend="ray")
     accepted = {f.name for f in dataclasses.fields(vllm.AsyncEngineArgs)}
-    args = vllm.AsyncEngineArgs(**engine_kwargs(settings.model, settings.engine, accepted, None))
+    kwargs = engine_kwargs(settings.model, settings.engine, accepted, None, vllm.__version__)
+    args = vllm.AsyncEngineArgs(**kwargs)
     assert (args.pipeline_parallel_size, args.distributed_executor_backend) == (2, "ray")
 
 

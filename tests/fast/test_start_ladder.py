@@ -63,3 +63,10 @@ def test_compilation_failures_retry_eager_once():
     assert remedy(line, started(enforce_eager=False)).change == {"enforce_eager": True}
     assert remedy(line, started(enforce_eager=True)) is None
     assert remedy("ValueError: unknown dtype", started()) is None
+
+
+def test_a_build_that_cannot_speculate_starts_without_speculation():
+    line = "(EngineCore_0 pid=5) AssertionError: spec decode is not supported."  # 0.10 on CPU
+    speculating = started(enable_speculative_decoding=True, spec_method="ngram")
+    assert remedy(line, speculating).change == {"enable_speculative_decoding": False}
+    assert remedy(line, started(enable_speculative_decoding=False)) is None
