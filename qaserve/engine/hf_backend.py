@@ -3,14 +3,15 @@
 Used when vLLM is absent or fails to start (and USE_VLLM allows it). Items with
 the same sampling settings share a micro-batch; the batch runs to its longest
 budget and each row is cut back to its own. Stop strings and the sentence cap
-are applied after generation here, and frequency/presence penalties are not
-supported by ``generate`` (they are ignored).
+are applied after generation here. The repetition, frequency and presence
+penalties follow vLLM's definition (``Penalties``), not ``generate``'s own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from itertools import groupby
@@ -21,7 +22,81 @@ logger = logging.getLogger(__name__)
 
 
 def _sampling_key(params: GenParams) -> tuple:
-    return (params.temperature, params.top_p, params.top_k, params.repetition_penalty, params.seed)
+    return (
+        params.temperature,
+        params.top_p,
+        params.top_k,
+        params.repetition_penalty,
+        params.frequency_penalty,
+        params.presence_penalty,
+        params.seed,
+    )
+
+
+class Penalties:
+    """vLLM's penalties as a transformers logits processor, for a batch sharing one setting.
+
+    As vLLM's ``apply_penalties`` does, in this order: the repetition penalty scales the
+    logit of every token seen in the prompt or the output so far (a positive one times
+    1/penalty, any other times penalty), then each token's logit loses ``frequency`` times
+    its count in the output, then ``presence`` once if it is in the output at all. Only
+    generated tokens count for the last two, and left padding counts for none: transformers'
+    own repetition penalty would also penalise the padding token of every shorter prompt.
+    """
+
+    def __init__(
+        self,
+        prompts: list[list[int]],
+        width: int,
+        repetition: float,
+        frequency: float,
+        presence: float,
+    ):
+        self._prompts = prompts
+        self._width = width  # generated tokens start here in every row of input_ids
+        self._repetition = repetition
+        self._frequency = frequency
+        self._presence = presence
+        self._in_prompt = None  # rows x vocabulary, built on the first step
+
+    @classmethod
+    def of(cls, prompts: list[list[int]], width: int, params: GenParams) -> Penalties | None:
+        """The processor for these settings; None where no penalty is set."""
+        if params.repetition_penalty == 1.0 and not (
+            params.frequency_penalty or params.presence_penalty
+        ):
+            return None
+        return cls(
+            prompts,
+            width,
+            params.repetition_penalty,
+            params.frequency_penalty,
+            params.presence_penalty,
+        )
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        generated = input_ids[:, self._width :]
+        counts = torch.zeros_like(scores)
+        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        in_output = counts > 0
+        if self._repetition != 1.0:
+            seen = self._prompt_mask(scores) | in_output
+            penalty = torch.where(seen, self._repetition, 1.0).to(scores.dtype)
+            scores = scores * torch.where(scores > 0, 1.0 / penalty, penalty)
+        return scores - self._frequency * counts - self._presence * in_output.to(scores.dtype)
+
+    def _prompt_mask(self, scores):
+        import torch
+
+        if self._in_prompt is None:
+            rows, vocab = scores.shape
+            mask = torch.zeros((rows, vocab), dtype=torch.bool)
+            for row, ids in enumerate(self._prompts):
+                mask[row, [token for token in ids if token < vocab]] = True
+            self._in_prompt = mask.to(scores.device)
+        return self._in_prompt
 
 
 def plan_micro_batches(params: list[GenParams], size: int) -> list[list[int]]:
@@ -34,6 +109,22 @@ def plan_micro_batches(params: list[GenParams], size: int) -> list[list[int]]:
         members = list(group)
         batches.extend(members[start : start + size] for start in range(0, len(members), size))
     return batches
+
+
+def padded_batch_attention() -> str | None:
+    """ "eager" where SDPA would turn left-padded rows into NaN; None: transformers' default.
+
+    vLLM 0.10's CPU build imports intel_extension_for_pytorch, and with it loaded, SDPA gives NaN
+    logits for every position of a row that has padding (measured: transformers 4.53, torch 2.6,
+    IPEX 2.6), so after a failed vLLM start every shorter prompt of a batch would come back empty.
+    """
+    if "intel_extension_for_pytorch" not in sys.modules:
+        return None
+    logger.warning(
+        "intel_extension_for_pytorch is loaded (by vLLM's CPU build): the fallback uses eager "
+        "attention, as SDPA returns NaN for left-padded rows with it"
+    )
+    return "eager"
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
@@ -68,10 +159,12 @@ class TransformersEngine:
         tokenizer = AutoTokenizer.from_pretrained(
             model_files.model_dir, trust_remote_code=model_files.trust_remote_code
         )
+        attention = padded_batch_attention()
         model = AutoModelForCausalLM.from_pretrained(
             model_files.model_dir,
             torch_dtype=settings.dtype,  # the name transformers 4.x (eval image) knows
             trust_remote_code=model_files.trust_remote_code,
+            **({"attn_implementation": attention} if attention else {}),
         ).to(device)
         model.eval()
         info = BackendInfo(
@@ -79,7 +172,11 @@ class TransformersEngine:
             engine=type(model).__name__,
             version=transformers.__version__,
             fallback_reason=reason,
-            details={"device": device, "batch_size": settings.hf_batch_size},
+            details={
+                "device": device,
+                "batch_size": settings.hf_batch_size,
+                "attention": model.config._attn_implementation,
+            },
         )
         logger.info("transformers %s backend ready on %s", info.version, device)
         return cls(model, tokenizer, info, settings.hf_batch_size)
@@ -114,6 +211,7 @@ class TransformersEngine:
         self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
     ) -> list[GenResult]:
         import torch
+        from transformers import LogitsProcessorList
 
         pad_id = self._tokenizer.pad_token_id
         if pad_id is None:
@@ -132,12 +230,15 @@ class TransformersEngine:
                 "top_p": first.top_p,
                 "top_k": max(0, first.top_k),
             }
+        penalties = Penalties.of(prompts, width, first)
         with torch.inference_mode():
             output = self._model.generate(
                 input_ids=input_ids.to(self._model.device),
                 attention_mask=mask.to(self._model.device),
                 max_new_tokens=max(p.max_tokens for p in params),
-                repetition_penalty=first.repetition_penalty,
+                # 1.0: none of generate()'s own, nor the model's generation_config's.
+                repetition_penalty=1.0,
+                logits_processor=LogitsProcessorList([penalties] if penalties else []),
                 pad_token_id=pad_id,
                 return_dict_in_generate=True,
                 # The model's own logits, before sampling reshapes them (as vLLM reports).
