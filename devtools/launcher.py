@@ -41,7 +41,8 @@ UVICORN_CLI = ["-m", "uvicorn", "serve:app", "--host", "127.0.0.1"]
 
 class Server:
     """``python serve.py`` by default (HOST and PORT set in its environment); ``argv`` (python
-    arguments without the port, which comes as ``--port``) starts another server."""
+    arguments without the port, which comes as ``--port``) starts another server; ``python``
+    is the interpreter (default: this one), e.g. another stack's venv."""
 
     def __init__(
         self,
@@ -50,10 +51,12 @@ class Server:
         port: int | None = None,
         argv: list[str] | None = None,
         ready_path: str = "/",
+        python: str = sys.executable,
     ):
         self.port = port or free_port()
         self.argv = [*argv, "--port", str(self.port)] if argv else ["serve.py"]
         self.ready_path = ready_path
+        self.python = python
         self.url = f"http://127.0.0.1:{self.port}"
         # The child inherits this environment, with the server's settings on top.
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
@@ -62,16 +65,20 @@ class Server:
         self.refused_before_ready = 0
         self.log_when_ready = ""
 
-    def start(self, timeout: float = 600) -> Server:
+    def spawn(self) -> None:
+        """Start the process, without waiting for it to be ready."""
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, *self.argv],
+                [self.python, *self.argv],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start(self, timeout: float = 600) -> Server:
+        self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -137,6 +137,10 @@ def threshold_status(official: float, minimum: float | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["judge"]:
+            from eval.judge import main as judge
+
+            return judge(argv[1:])
         if argv[:1] == ["score"]:
             return score(score_parser().parse_args(argv[1:]))
         return run(run_parser().parse_args(argv))

@@ -10,7 +10,7 @@ if [ -z "$python310" ]; then
   echo "NO PYTHON 3.10 INTERPRETER HERE: the 3.10 run of the fast tests is skipped" >&2
   exit 0
 fi
-stamp="$VENV/.installed-$(cat requirements.txt requirements-fast.txt | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat requirements.txt requirements-eval.txt requirements-fast.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setting up $VENV with $python310 (once)" >&2
   "$python310" -m venv "$VENV"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The test command: set up .venv (and .venv-py310, .venv-quant) and the container tools if
-# needed, lint, run the fast tests under Python 3.10 (the evaluation image's), then the whole suite on
-# the CPU (the container check included).
+# The test command: set up .venv (and .venv-py310, .venv-quant, .venv-judge) and the container
+# tools if needed, lint, run the fast tests under Python 3.10 (the evaluation image's), the whole
+# suite on the CPU (the container check included), then the engine-facing tests (marked
+# judge_stack) again on the judge's stack: Python 3.10, torch 2.6.0, vLLM 0.10.0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 bash scripts/setup_quant_venv.sh >/dev/null
 bash scripts/setup_container_tools.sh
+judge_python=$(bash scripts/setup_judge_venv.sh)
 # The web UI test drives Debian's Chromium (its own browser downloads cannot work here).
 browser=(chromium chromium-driver fonts-wqy-microhei)
 if ! dpkg -s "${browser[@]}" >/dev/null 2>&1; then
@@ -21,4 +23,19 @@ if [ -n "$python310" ]; then
   "$python310" -m compileall -q -x '(^|/)\.venv' qaserve prep clients devtools eval bench tests serve.py
   "$python310" -m pytest tests/fast -q -p no:cacheprovider
 fi
-exec "$VENV/bin/python" -m pytest "$@"
+status=0
+"$VENV/bin/python" -m pytest "$@" || status=$?
+if [ -z "$judge_python" ]; then
+  exit "$status"
+fi
+echo "the judge's stack (vLLM 0.10.0, $judge_python): the engine-facing tests again" >&2
+judge_status=0
+"$judge_python" -m pytest -m judge_stack -p no:cacheprovider "$@" || judge_status=$?
+# 5: the arguments selected no engine-facing test, which is no failure of the judge's stack.
+if [ "$judge_status" -eq 5 ]; then
+  judge_status=0
+fi
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+exit "$judge_status"

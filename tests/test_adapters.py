@@ -15,6 +15,8 @@ from devtools.launcher import Server
 from devtools.tiny_model import tiny_engine_env
 from tests.test_download_model import manifest_of, run_download
 
+pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
+
 QUESTIONS = ["什么是warp？", "解释共享内存的bank冲突。", "CUDA中的线程块是什么？"]
 SYSTEM_PROMPT = "你是助教。"
 BUDGET = 16

@@ -10,6 +10,8 @@ from devtools.launcher import ROOT, Server
 from devtools.tiny_model import tiny_engine_env
 from prep.datafile import read_questions
 
+pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
+
 DEADLINE = 2.0
 
 

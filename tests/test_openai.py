@@ -8,6 +8,8 @@ import pytest
 
 from tests.constants import API_KEYS
 
+pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
+
 QUESTION = [{"role": "user", "content": "什么是CUDA中的warp？"}]
 
 

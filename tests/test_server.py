@@ -12,6 +12,8 @@ from bench.load import questions
 from bench.load import singles as load_singles
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
+pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
+
 BUDGETS = {rule["name"]: rule["max_tokens"] for rule in TEST_RULES}
 
 
