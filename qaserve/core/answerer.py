@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
 
 from qaserve.core.length import LengthPolicy
 from qaserve.core.prompts import PromptBuilder
 from qaserve.core.reasoning import split_reasoning
-from qaserve.engine import Engine, GenParams
+from qaserve.engine import Engine, GenParams, GenResult
 
-# Up to this much work plans and tokenizes in well under a millisecond, less than a
-# thread hop costs; more goes to a thread so the event loop keeps serving.
-INLINE_QUESTIONS_MAX = 8
-INLINE_CHARS_MAX = 20_000
+# A batch is prepared (planned, rendered, tokenized) and finished a slice at a time, yielding to
+# the event loop between slices, so health and other requests are answered during a
+# 10,000-item batch: the Python work of a slice takes a millisecond or two, and a full slice is
+# tokenized in a worker thread, where the tokenizer runs without the GIL. (Preparing the whole
+# batch in a thread held the GIL in rendering, and a GET / waited 100-250 ms on it.)
+SLICE_QUESTIONS = 256
+SLICE_CHARS = 80_000
+# Rendered prompts up to this many characters are tokenized on the loop, in less time than the
+# hop to a thread costs (a single question, a handful).
+INLINE_TOKENIZE_CHARS = 4_000
 
 # A request's changes to the configured sampling, as GenParams fields by name
 # (e.g. {"temperature": 0.7, "stop": ("。",)}); a field left out keeps the setting.
@@ -47,18 +52,36 @@ class ParamPlanner:
         stops = self.length.engine_stops() + tuple(overrides.get("stop", ()))
         return replace(self.configured, **sampling, stop=tuple(dict.fromkeys(stops)))
 
-    def params_for(self, question: str, base: GenParams, overrides: Overrides) -> GenParams:
-        plan = self.length.plan(question)
-        budget = overrides.get("max_tokens", plan.max_tokens)
-        # A budget as large as the context would leave no room for the prompt.
-        if budget >= self.context_len:
-            budget = self.context_len // 2
-        sentences = overrides.get("max_sentences", plan.max_sentences)
-        return replace(base, max_tokens=budget, max_sentences=sentences)
-
     def plan(self, questions: list[str], overrides: Overrides) -> list[GenParams]:
+        """One GenParams per question; questions with the same plan share one object (a batch
+        has a handful of distinct plans), which the engine adapter builds its sampling from once."""
         base = self.base_params(overrides)
-        return [self.params_for(q, base, overrides) for q in questions]
+        built: dict[tuple[int, int], GenParams] = {}
+        params = []
+        for question in questions:
+            plan = self.length.plan(question)
+            budget = overrides.get("max_tokens", plan.max_tokens)
+            # A budget as large as the context would leave no room for the prompt.
+            if budget >= self.context_len:
+                budget = self.context_len // 2
+            key = (budget, overrides.get("max_sentences", plan.max_sentences))
+            if key not in built:
+                built[key] = replace(base, max_tokens=key[0], max_sentences=key[1])
+            params.append(built[key])
+        return params
+
+
+def slices(questions: list[str]) -> Iterator[slice]:
+    """Consecutive slices of at most SLICE_QUESTIONS questions or SLICE_CHARS characters (a
+    longer question is a slice of its own)."""
+    start, chars = 0, 0
+    for end, question in enumerate(questions):
+        if end > start and (end - start == SLICE_QUESTIONS or chars + len(question) > SLICE_CHARS):
+            yield slice(start, end)
+            start, chars = end, 0
+        chars += len(question)
+    if start < len(questions):
+        yield slice(start, len(questions))
 
 
 class Answerer:
@@ -70,12 +93,37 @@ class Answerer:
         self.planner = planner
         self.system_prompt = system_prompt
 
-    def _prepare(
+    async def _prepare(
         self, questions: list[str], overrides: Overrides
     ) -> tuple[list[GenParams], list[list[int]]]:
-        params = self.planner.plan(questions, overrides)
-        budgets = [p.max_tokens for p in params]
-        return params, self.prompts.encode_many(self.system_prompt, questions, budgets)
+        params: list[GenParams] = []
+        prompt_ids: list[list[int]] = []
+        system_prompt, prompts = self.system_prompt, self.prompts
+        for part in slices(questions):
+            planned = self.planner.plan(questions[part], overrides)
+            texts = prompts.prompt_texts(system_prompt, questions[part])
+            if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
+                encoded = prompts.token_ids_many(texts)
+            else:  # the tokenizer releases the GIL: the loop serves meanwhile
+                encoded = await asyncio.to_thread(prompts.token_ids_many, texts)
+            budgets = [p.max_tokens for p in planned]
+            prompt_ids += prompts.fit_all(system_prompt, questions[part], encoded, budgets)
+            params += planned
+            await asyncio.sleep(0)
+        return params, prompt_ids
+
+    async def _finish(self, results: list[GenResult], params: list[GenParams]) -> list[str]:
+        thinking = self.prompts.enable_thinking
+        finalize = self.planner.length.finalize
+        texts: list[str] = []
+        for start in range(0, len(results), SLICE_QUESTIONS):
+            part = slice(start, start + SLICE_QUESTIONS)
+            texts += [
+                finalize(split_reasoning(r.text, thinking)[1], p.max_sentences, r.finish_reason)
+                for r, p in zip(results[part], params[part], strict=True)
+            ]
+            await asyncio.sleep(0)
+        return texts
 
     @property
     def context_len(self) -> int:
@@ -89,22 +137,10 @@ class Answerer:
     ) -> Answers:
         """Answers in order; at ``deadline`` (time.monotonic()) the unfinished ones are cut."""
         started = time.perf_counter()
-        prepare = partial(self._prepare, questions, overrides or {})
-        small = len(questions) <= INLINE_QUESTIONS_MAX
-        if small and sum(map(len, questions)) <= INLINE_CHARS_MAX:
-            params, prompt_ids = prepare()
-        else:
-            params, prompt_ids = await asyncio.to_thread(prepare)
+        params, prompt_ids = await self._prepare(questions, overrides or {})
         results = await self.engine.generate_batch(prompt_ids, params, deadline)
-        thinking = self.prompts.enable_thinking
-        texts = [
-            self.planner.length.finalize(
-                split_reasoning(r.text, thinking)[1], p.max_sentences, r.finish_reason
-            )
-            for r, p in zip(results, params, strict=True)
-        ]
         return Answers(
-            texts=texts,
+            texts=await self._finish(results, params),
             output_tokens=sum(r.output_tokens for r in results),
             seconds=time.perf_counter() - started,
             cut_at_deadline=sum(r.finish_reason == "deadline" for r in results),

@@ -33,14 +33,20 @@ async def test_health_answers_at_once_while_a_10000_item_batch_is_prepared(start
     async with start_api(max_batch_size=10_000) as api:
         prompts = [f"什么是CUDA中的warp？请详细说明第{i}种情况。" for i in range(10_000)]
         batch = asyncio.create_task(api.http.post("/predict", json={"prompt": prompts}))
-        slowest, probes = 0.0, 0
+        waits = []
         while not batch.done():
-            probes += 1
             started = time.perf_counter()
             assert (await api.http.get("/")).status_code == 200
-            slowest = max(slowest, time.perf_counter() - started)
+            waits.append(time.perf_counter() - started)
             await asyncio.sleep(0.01)
         reply = await batch
         assert len(reply.json()["response"]) == 10_000
-        print(f"\nslowest GET / of {probes} during the batch: {slowest * 1000:.0f} ms")
-        assert probes > 10 and slowest < 0.1
+        waits.sort()
+        median, slowest = waits[len(waits) // 2], waits[-1]
+        print(
+            f"\nGET / during the batch: {len(waits)} probes, median {median * 1000:.0f} ms, "
+            f"slowest {slowest * 1000:.0f} ms"
+        )
+        # The batch takes seconds to prepare: a loop blocked by it would answer none of these
+        # quickly. The bound on the slowest leaves room for a full garbage collection.
+        assert len(waits) > 10 and median < 0.05 and slowest < 0.5
