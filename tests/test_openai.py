@@ -1,5 +1,6 @@
 """The /v1 API through the official OpenAI SDK, against the shared live server."""
 
+import json
 import time
 
 import httpx
@@ -100,8 +101,16 @@ def test_client_disconnect_aborts_the_engine_request(server, model):
     with httpx.stream(
         "POST", server.url + "/v1/chat/completions", json=body, headers=headers, timeout=60
     ) as response:
-        lines = response.iter_lines()
-        assert next(lines).startswith("data: ")  # the stream has begun; now hang up
+        # Hang up once the engine has produced text: the first chunk (the role) can come
+        # before the engine request exists, and a hang-up then leaves nothing to abort.
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue  # the blank line between events
+            chunk = json.loads(line.removeprefix("data: "))
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                break
+        else:
+            pytest.fail("the stream ended before any text")
     deadline = time.monotonic() + 20
     while (stats := engine_stats())["aborted"] == before["aborted"] or stats["running"]:
         assert time.monotonic() < deadline, f"engine request not aborted: {stats}"
