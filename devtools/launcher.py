@@ -7,11 +7,14 @@ stopping it also reaches vLLM's engine processes even when something failed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +32,47 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+# Ports for servers come from a block of this range that one process holds (a lock file):
+# below the kernel's ephemeral range (32768-60999), so no client connection takes one, and
+# apart from every other process's block, so two test sessions at once (the test command runs
+# both engine stacks together) never hand one port to two servers. A port from the kernel
+# (bind to 0) is free only until the server binds it, minutes later, after its engine start.
+PORT_RANGE = range(20000, 32000)
+PORT_BLOCK = 400
+_held: dict[str, object] = {}
+
+
+def _port_block() -> range:
+    if "block" not in _held:
+        for start in range(PORT_RANGE.start, PORT_RANGE.stop, PORT_BLOCK):
+            # Kept open while this process lives: closing it would free the block.
+            lock = open(Path(tempfile.gettempdir()) / f"qaserve-ports-{start}.lock", "w")  # noqa: SIM115
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            _held["lock"] = lock
+            _held["block"] = range(start, start + PORT_BLOCK)
+            _held["next"] = itertools.cycle(_held["block"])
+            break
+        else:
+            raise RuntimeError(f"every block of ports in {PORT_RANGE} is held by a process")
+    return _held["block"]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port of this process's block that nothing listens on now."""
+    block = _port_block()
+    for _ in block:
+        port = next(_held["next"])
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or in TIME_WAIT after an earlier server
+            return port
+    raise RuntimeError(f"no free port in {block}")
 
 
 # Another way in, for a test: uvicorn's own command line (its port comes as --port).
