@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # The test command: set up .venv (and .venv-py310, .venv-quant, .venv-judge) and the container
 # tools if needed, lint, run the fast tests under Python 3.10 (the evaluation image's), then the
-# whole suite on the CPU (the container check included) and, at the same time, the
-# engine-facing tests (marked judge_stack) again on the judge's stack: Python 3.10, torch
-# 2.6.0, vLLM 0.10.0. Each suite's engines compute on one core and spend most of their time
-# starting, so the two stacks side by side take about the time of the longer one.
+# whole suite on the CPU (the container check included) and the engine-facing tests (marked
+# judge_stack) again on the judge's stack: Python 3.10, torch 2.6.0, vLLM 0.10.0. The suites run
+# in two lanes at once (see below): each engine computes on one core and a test session spends
+# most of its time starting engines, so two lanes take about the time of the longer one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 background=()
-trap 'kill "${background[@]}" 2>/dev/null || true' EXIT
+scratch=$(mktemp -d)
+trap 'kill "${background[@]}" 2>/dev/null || true; rm -rf "$scratch"' EXIT
 # The venvs build at the same time (mostly downloads and unpacking); apt runs meanwhile.
 bash scripts/setup_venv.sh &
 background+=($!)
 bash scripts/setup_quant_venv.sh >/dev/null &
 background+=($!)
-judge_python_file=$(mktemp)
+judge_python_file=$scratch/judge-python
 bash scripts/setup_judge_venv.sh >"$judge_python_file" &
 background+=($!)
-python310_file=$(mktemp)
+python310_file=$scratch/python310
 bash scripts/setup_fast_venv.sh >"$python310_file" &
 background+=($!)
 bash scripts/setup_container_tools.sh
@@ -40,26 +41,43 @@ if [ -n "$python310" ]; then
   "$python310" -m compileall -q -x '(^|/)\.venv' qaserve prep clients devtools eval bench tests serve.py
   "$python310" -m pytest tests/fast -q -p no:cacheprovider
 fi
-judge_log=$(mktemp)
-if [ -n "$judge_python" ]; then
-  "$judge_python" -m pytest -m judge_stack -p no:cacheprovider "$@" >"$judge_log" 2>&1 &
-  background+=($!)
+# Lane 1: the whole suite on the current stack. Lane 2: the judge's stack, then, on a full run
+# (no arguments), the current stack's container and lifecycle tests, which lane 1 leaves out.
+# They even out the lanes, and the start-ladder tests among them, which take the machine's
+# free memory on purpose (vLLM's memory defaults), run last, once lane 1 is done.
+later=(tests/test_container.py tests/test_lifecycle.py)
+lane1=("$@")
+if [ $# -eq 0 ]; then
+  lane1=("${later[@]/#/--ignore=}")
 fi
+lane2() {
+  local judge_status=0 later_status=0
+  if [ -n "$judge_python" ]; then
+    echo "the judge's stack (vLLM 0.10.0, $judge_python): the engine-facing tests again"
+    "$judge_python" -m pytest -m judge_stack -p no:cacheprovider "$@" || judge_status=$?
+    if [ "$judge_status" -eq 5 ]; then
+      judge_status=0 # the arguments selected no engine-facing test
+    fi
+  fi
+  if [ $# -eq 0 ]; then
+    echo "the current stack (vLLM in $VENV): ${later[*]}"
+    "$VENV/bin/python" -m pytest -p no:cacheprovider "${later[@]}" || later_status=$?
+  fi
+  if [ "$judge_status" -ne 0 ]; then
+    return "$judge_status"
+  fi
+  return "$later_status"
+}
+lane2 "$@" >"$scratch/lane2.log" 2>&1 &
+background+=($!)
 status=0
-"$VENV/bin/python" -m pytest "$@" || status=$?
-if [ -z "$judge_python" ]; then
-  exit "$status"
-fi
-judge_status=0
-wait "${background[0]}" || judge_status=$?
+"$VENV/bin/python" -m pytest "${lane1[@]}" || status=$?
+lane2_status=0
+wait "${background[0]}" || lane2_status=$?
 background=()
-echo "the judge's stack (vLLM 0.10.0, $judge_python): the engine-facing tests again" >&2
-cat "$judge_log"
-# 5: the arguments selected no engine-facing test, which is no failure of the judge's stack.
-if [ "$judge_status" -eq 5 ]; then
-  judge_status=0
-fi
+echo "lane 2:" >&2
+cat "$scratch/lane2.log"
 if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
-exit "$judge_status"
+exit "$lane2_status"
