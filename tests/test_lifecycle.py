@@ -115,22 +115,16 @@ def test_sigterm_finishes_in_flight_work_and_leaves_no_process(tiny_model, tmp_p
             httpx.get(server.url + "/", timeout=2)
 
 
-def cpu_defaults_env(tiny_model, **extra: str) -> dict[str, str]:
-    """The tiny model with the memory settings left at their defaults."""
-    env = tiny_engine_env(tiny_model, **extra)
-    if "GPU_MEMORY_UTILIZATION" not in extra:
-        del env["GPU_MEMORY_UTILIZATION"]
-    del env["VLLM_CPU_KVCACHE_SPACE"]
-    return env
-
-
 def engine_family(server: Server) -> list[psutil.Process]:
     return psutil.Process(server.proc.pid).children(recursive=True)
 
 
 def test_default_settings_start_vllm_and_a_killed_server_leaves_no_engine(tiny_model, tmp_path):
-    env = cpu_defaults_env(tiny_model)
+    # The server's own settings at their defaults. vLLM's CPU KV space stays at the suite's
+    # 1 GiB: without it vLLM takes most of the node's memory (the start ladder's test below).
+    env = tiny_engine_env(tiny_model)
     del env["MAX_MODEL_LEN"]  # the default: the model's own context, as vLLM derives it
+    del env["GPU_MEMORY_UTILIZATION"]
     with Server(env, tmp_path / "server.log") as server:
         info = httpx.get(server.url + "/info").json()
         assert info["backend"] == "vllm", info["fallback_reason"]
@@ -175,7 +169,8 @@ def watch_dying_server(server: Server, limit: float) -> dict:
 def test_start_ladder_and_a_dead_engine_exits_the_server(tiny_model, tmp_path):
     # 0.99 of NUMA node 0 is never free while anything runs: the first start must fail. A
     # context above the model's 4096 is lowered before the first attempt.
-    env = cpu_defaults_env(tiny_model, GPU_MEMORY_UTILIZATION="0.99", MAX_MODEL_LEN="8192")
+    env = tiny_engine_env(tiny_model, GPU_MEMORY_UTILIZATION="0.99", MAX_MODEL_LEN="8192")
+    del env["VLLM_CPU_KVCACHE_SPACE"]  # vLLM's CPU worker then reserves the fraction
     with Server(env, tmp_path / "server.log") as server:
         info = httpx.get(server.url + "/info").json()
         assert info["backend"] == "vllm", info["fallback_reason"]
