@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import os
 import signal
@@ -16,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
@@ -39,33 +42,28 @@ def stop_on_sigterm() -> None:
 # (bind to 0) is free only until the server binds it, minutes later, after its engine start.
 PORT_RANGE = range(20000, 32000)
 PORT_BLOCK = 400
-_held: dict[str, object] = {}
 
 
-def _port_block() -> range:
-    if "block" not in _held:
-        for start in range(PORT_RANGE.start, PORT_RANGE.stop, PORT_BLOCK):
-            # Kept open while this process lives: closing it would free the block.
-            lock = open(Path(tempfile.gettempdir()) / f"qaserve-ports-{start}.lock", "w")  # noqa: SIM115
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                continue
-            _held["lock"] = lock
-            _held["block"] = range(start, start + PORT_BLOCK)
-            _held["next"] = itertools.cycle(_held["block"])
-            break
-        else:
-            raise RuntimeError(f"every block of ports in {PORT_RANGE} is held by a process")
-    return _held["block"]
+@functools.cache
+def _port_block() -> tuple[range, Iterator[int], TextIO]:
+    """This process's block, the port to try next, and the lock file that holds the block
+    (kept open, in this cache, while the process lives: closing it would free the block)."""
+    for start in range(PORT_RANGE.start, PORT_RANGE.stop, PORT_BLOCK):
+        lock = open(Path(tempfile.gettempdir()) / f"qaserve-ports-{start}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        block = range(start, start + PORT_BLOCK)
+        return block, itertools.cycle(block), lock
+    raise RuntimeError(f"every block of ports in {PORT_RANGE} is held by a process")
 
 
 def free_port() -> int:
     """A port of this process's block that nothing listens on now."""
-    block = _port_block()
-    for _ in block:
-        port = next(_held["next"])
+    block, ports, _ = _port_block()
+    for port in itertools.islice(ports, len(block)):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
