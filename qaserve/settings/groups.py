@@ -246,8 +246,9 @@ class ApiSettings(BaseModel):
     default_mode: Literal["fast", "slow"] = "fast"
     # Admission: the generating work taken at once (0: no limit). Past a limit a request is
     # refused at once (429, Retry-After), unless nothing else is in flight: a lone request
-    # is always admitted, so one batch of up to MAX_BATCH_SIZE items always runs.
-    max_requests_in_flight: int = Field(default=512, ge=0)
+    # is always admitted, so one batch of up to MAX_BATCH_SIZE items always runs. The
+    # defaults also admit a default-sized question set sent as single requests all at once.
+    max_requests_in_flight: int = Field(default=4096, ge=0)
     max_items_in_flight: int = Field(default=8192, ge=0)  # /predict prompts, /v1 prompts x n
     retry_after_seconds: int = Field(default=1, ge=0)
     # The engine priority of /predict items (lower first; /v1 requests default to 0).
