@@ -69,7 +69,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model = model_or_tiny(args.model, Path(scratch))
         env = tiny_engine_env(
-            model, MAX_NEW_TOKENS=str(MAX_TOKENS), MAX_BATCH_SIZE=str(max(args.batch, 1))
+            model,
+            MAX_NEW_TOKENS=str(MAX_TOKENS),
+            MAX_BATCH_SIZE=str(max(args.batch, 1)),
+            # No admission limit: every request is taken at once, however many.
+            MAX_REQUESTS_IN_FLIGHT="0",
+            MAX_ITEMS_IN_FLIGHT="0",
         )
         with Server(env, Path(scratch) / "server.log") as server:
             got, seconds, latencies = asyncio.run(singles(server.url, questions(args.singles)))

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from qaserve.api import health, metrics
+from qaserve.api.admission import Admission
 from qaserve.api.body import OrjsonResponse
 from qaserve.api.errors import install_error_handlers
 from qaserve.api.metrics import RequestMetrics
@@ -37,6 +38,7 @@ from qaserve.engine.watch import exit_for_restart, watch_engine
 from qaserve.model_files import with_manifest_paths
 from qaserve.settings import Settings, get_settings
 from qaserve.settings.environment import unread_environment
+from qaserve.sigterm import on_sigterm
 
 logger = logging.getLogger("qaserve")
 
@@ -70,7 +72,8 @@ async def _serve(app: FastAPI, settings: Settings, engine: Engine, unread: dict[
     api = settings.api
     app.state.api_settings = api
     app.state.engine = engine
-    app.state.predict_serving = PredictServing(engine, configured, api, answerer, report)
+    app.state.admission = admission = Admission(api)
+    app.state.predict_serving = PredictServing(engine, configured, api, answerer, report, admission)
     app.state.openai_serving = OpenAIServing(engine, configured, api, prompts, models)
     app.state.backend = engine.info.backend
     metrics.ENGINE.engine = engine
@@ -113,7 +116,10 @@ def create_app(
             # the 200 ms that stalled every request here.
             gc.freeze()
             logger.info("ready: %s backend, model %s", engine.info.backend, settings.model_dir)
-            yield
+            # SIGTERM: admit nothing new, let admitted work finish, then let uvicorn stop.
+            drain = app.state.admission.drain
+            with on_sigterm(lambda: drain(server.shutdown_timeout_seconds)):
+                yield
         finally:
             gc.unfreeze()  # freed at exit as usual (nanobind reports frozen objects as leaks)
             watch.cancel()

@@ -1,8 +1,9 @@
 """An engine that satisfies qaserve's Engine protocol without a model.
 
 It answers with queued texts (a default one when the queue is empty), records every
-prompt and GenParams it was given, streams a text in pieces, and can be told to fail,
-so the layers above the engine are tested in milliseconds.
+prompt and GenParams it was given, streams a text in pieces, can hold its work until a
+gate opens, and can be told to fail, so the layers above the engine are tested in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ class FakeEngine:
     piece_chars: int = 2
     shut_down: bool = False
     dead: str | None = None  # set it to kill the engine: every call then fails
+    gate: asyncio.Event | None = None  # every call waits until it is set: work held in flight
 
     def queue(self, *texts: str) -> None:
         self.replies.extend(texts)
+
+    async def _through_gate(self) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
 
     def _next(self, prompt_ids: list[int], params: GenParams) -> str:
         if self.dead is not None:
@@ -65,10 +71,14 @@ class FakeEngine:
         return GenResult(kept, len(kept), finish, cls._logprobs(kept, params))
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
-        return self._finish(self._next(prompt_ids, params), params)
+        text = self._next(prompt_ids, params)  # recorded, then held at the gate
+        await self._through_gate()
+        return self._finish(text, params)
 
     async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
-        whole = self._finish(self._next(prompt_ids, params), params)
+        text = self._next(prompt_ids, params)
+        await self._through_gate()
+        whole = self._finish(text, params)
         size = self.piece_chars
         starts = range(0, len(whole.text), size) or [0]
         for number, start in enumerate(starts):

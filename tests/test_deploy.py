@@ -218,8 +218,10 @@ def test_probes_use_open_routes_of_the_app(folder):
             for kind in ("startupProbe", "readinessProbe", "livenessProbe")
         }
         assert all(probes.values()), f"{container['name']}: missing probes {probes}"
-        assert probes["readinessProbe"]["httpGet"]["path"] == "/"
-        assert probes["livenessProbe"]["httpGet"]["path"] == "/health"
+        # Readiness turns 503 while the server drains or is full; liveness only when the
+        # engine is dead.
+        assert probes["readinessProbe"]["httpGet"]["path"] == "/ready"
+        assert probes["livenessProbe"]["httpGet"]["path"] == "/"
         for kind, probe in probes.items():
             path = probe["httpGet"]["path"]
             assert path in routes, f"{kind} {path} is no keyless GET route: {sorted(routes)}"

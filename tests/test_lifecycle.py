@@ -33,6 +33,9 @@ def test_vllm_failure_falls_back_to_transformers(tiny_model, tmp_path):
         assert info["backend"] == "transformers"
         assert REFUSAL.search(info["fallback_reason"]), info["fallback_reason"]
         assert "FALLBACK: serving on transformers, NOT vLLM" in server.log()
+        # Priorities are vLLM's: the fallback says it serves in arrival order.
+        assert info["engine_details"]["scheduling"] == "arrival order (priority not supported)"
+        assert "the transformers backend serves requests in arrival order" in server.log()
         (attempt,) = info["engine_details"]["start_attempts"]  # no rung fixes a bad dtype
         assert REFUSAL.search(attempt["error"])
         health = http.get("/")

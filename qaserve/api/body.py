@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -68,10 +69,12 @@ async def parse_json_body(request: Request, model: type[BaseModel], limit: int):
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
 
 
+@functools.cache
 def json_body(model: type[Body]) -> Callable[..., Awaitable[Body]]:
     """A dependency that gives a route its body as ``model``: parsed by hand (so no
     Content-Type is required and an oversized body is refused as it streams in), its
-    schema documented with ``json_body_schema``."""
+    schema documented with ``json_body_schema``. One dependency per model, so that FastAPI
+    parses a body once however many dependencies of a route take it."""
 
     async def parsed(request: Request, api: ApiConfig) -> Body:
         return await parse_json_body(request, model, api.max_request_bytes)

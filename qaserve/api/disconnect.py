@@ -1,5 +1,7 @@
 """Work for a client that is gone stops: the request's task is cancelled on disconnect,
-which closes its engine streams, and closing a vLLM stream aborts the request."""
+which closes its engine streams, and closing a vLLM stream aborts the request. Work the
+drain abandons (qaserve/api/admission.py) stops the same way, and its request is answered
+with the drain's error."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
+
+from qaserve.api.admission import Unfinished
 
 T = TypeVar("T")
 
@@ -24,18 +28,23 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
-    """``work``'s result, or, when the client leaves first, ``work`` cancelled."""
+async def unless_disconnected(
+    request: Request, work: Awaitable[T], abandoned: asyncio.Future[Unfinished]
+) -> T | Response:
+    """``work``'s result, or, when the client leaves first, ``work`` cancelled; when the
+    drain abandons it first (``abandoned`` is done), ``work`` cancelled and its error raised."""
     task = asyncio.ensure_future(work)
     gone = asyncio.create_task(_disconnected(request))
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, gone, abandoned}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    if task.cancelled():
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return task.result()
+    if not task.cancelled():
+        return task.result()
+    if abandoned.done():
+        raise abandoned.result()
+    return Response(status_code=CLIENT_CLOSED_REQUEST)

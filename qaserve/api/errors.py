@@ -13,6 +13,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from qaserve.api.admission import AdmissionError
 from qaserve.api.body import BodyTooLarge, OrjsonResponse
 from qaserve.engine import EngineDeadError
 
@@ -59,8 +60,9 @@ ERROR_DESCRIPTIONS = {
     401: "missing or invalid API key",
     413: "body over MAX_REQUEST_BYTES",
     422: "invalid request",
+    429: "past the admission limits: retry after Retry-After seconds",
     500: "internal error",
-    503: "the engine is dead",
+    503: "the engine is dead, or the server is shutting down",
 }
 
 
@@ -89,14 +91,16 @@ class OpenAIError(Exception):
     def model(self) -> ErrorResponse:
         return ErrorResponse(error=self.info)
 
-    def response(self) -> OrjsonResponse:
-        return OrjsonResponse(self.model().model_dump(), status_code=self.status)
+    def response(self, headers: dict[str, str] | None = None) -> OrjsonResponse:
+        return OrjsonResponse(self.model().model_dump(), status_code=self.status, headers=headers)
 
 
 def _error_type(status: int) -> str:
-    """OpenAI's error type for a status."""
+    """OpenAI's error type for a status (its rate limits say which limit: "requests")."""
     if status == 401:
         return "authentication_error"
+    if status == 429:
+        return "requests"
     return "server_error" if status >= 500 else "invalid_request_error"
 
 
@@ -104,6 +108,8 @@ def server_error(exc: BaseException) -> OpenAIError:
     """What a client is told of a failure inside the server (the traceback goes to the log)."""
     if isinstance(exc, EngineDeadError):
         return OpenAIError(503, f"{exc}; the server exits to be restarted", None, "engine_dead")
+    if isinstance(exc, AdmissionError):  # in a stream: stopped by the drain
+        return OpenAIError(exc.status, str(exc), None, exc.code)
     return OpenAIError(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error")
 
 
@@ -135,6 +141,12 @@ async def _too_large(request: Request, exc: BodyTooLarge):
     return OrjsonResponse({"detail": str(exc)}, status_code=413)
 
 
+async def _not_admitted(request: Request, exc: AdmissionError):
+    if _is_openai(request):
+        return OpenAIError(exc.status, str(exc), None, exc.code).response(exc.headers)
+    return OrjsonResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
+
+
 async def _server_error(request: Request, exc: Exception):
     if not isinstance(exc, EngineDeadError):
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -148,6 +160,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OpenAIError, _openai_error)
     app.add_exception_handler(BodyTooLarge, _too_large)
+    app.add_exception_handler(AdmissionError, _not_admitted)
     # A dead engine is expected (and handled) here; anything else also reaches the log.
     app.add_exception_handler(EngineDeadError, _server_error)
     app.add_exception_handler(Exception, _server_error)

@@ -1,5 +1,5 @@
 """Prometheus metrics for GET /metrics: requests and latency by route and status, requests
-in flight, /predict items and output tokens, engine aborts, the backend in use.
+in flight, /predict items and output tokens, admission, engine aborts, the backend in use.
 
 Everything lives in prometheus_client's default registry, where vLLM registers its own
 engine metrics (``vllm:*``) when its stats logging is on (LOG_ENGINE_STATS=1).
@@ -22,6 +22,16 @@ LATENCY = Histogram(
 IN_FLIGHT = Gauge("qaserve_requests_in_flight", "Requests being answered", ["route"])
 ITEMS = Counter("qaserve_predict_items", "Questions answered by /predict")
 OUTPUT_TOKENS = Counter("qaserve_output_tokens", "Tokens the engine generated for /predict")
+# Admission (qaserve/api/admission.py): generating requests admitted and refused, the items
+# admitted work holds, and requests the drain stopped at SHUTDOWN_TIMEOUT_SECONDS.
+ADMITTED = Counter("qaserve_admitted", "Generating requests admitted", ["route"])
+REFUSED = Counter(
+    "qaserve_refused",
+    "Generating requests refused: past a limit (requests, items) or while draining",
+    ["route", "reason"],
+)
+ADMITTED_ITEMS = Gauge("qaserve_admitted_items_in_flight", "Engine requests of admitted work")
+ABANDONED = Counter("qaserve_abandoned", "Admitted requests stopped by the drain's deadline")
 
 OTHER_ROUTE = "other"  # paths that are no route: one label, not one per path a client tries
 

@@ -5,6 +5,7 @@ the same sampling settings share a micro-batch; the batch runs to its longest
 budget and each row is cut back to its own. Stop strings and the sentence cap
 are applied after generation here. The repetition, frequency and presence
 penalties follow vLLM's definition (``Penalties``), not ``generate``'s own.
+Requests run one ``generate_batch`` at a time, in arrival order: no priorities.
 """
 
 from __future__ import annotations
@@ -176,8 +177,14 @@ class TransformersEngine:
                 "device": device,
                 "batch_size": settings.hf_batch_size,
                 "attention": model.config._attn_implementation,
+                "scheduling": "arrival order (priority not supported)",
             },
         )
+        if settings.scheduling_policy == "priority":
+            logger.warning(
+                "SCHEDULING_POLICY=priority: the transformers backend serves requests in arrival "
+                "order; their priorities (PREDICT_PRIORITY, /v1's priority) are ignored"
+            )
         logger.info("transformers %s backend ready on %s", info.version, device)
         return cls(model, tokenizer, info, settings.hf_batch_size)
 

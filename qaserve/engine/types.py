@@ -47,6 +47,8 @@ class GenParams:
     sentence_endings: str = "。！？"
     # The LoRA adapter that answers, by its LORA_ADAPTERS name; None: the base model.
     adapter: str | None = None
+    # The engine's order under SCHEDULING_POLICY=priority: lower first (vLLM's meaning).
+    priority: int = 0
 
     def engine_sampling(self) -> dict:
         """The fields an engine's sampling takes (vLLM's SamplingParams keywords)."""
@@ -56,8 +58,8 @@ class GenParams:
 
 
 # GenParams fields outside the engine's sampling: the stopping qaserve enforces itself, and
-# the adapter (a request of its own to the engine).
-NOT_SAMPLING = frozenset({"max_sentences", "sentence_endings", "adapter"})
+# what goes with the request to the engine apart (the adapter, the priority).
+NOT_SAMPLING = frozenset({"max_sentences", "sentence_endings", "adapter", "priority"})
 
 
 @dataclass(frozen=True)

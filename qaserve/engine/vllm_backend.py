@@ -96,6 +96,7 @@ COPIED_SETTINGS = {
     "data_parallel_size": "data_parallel_size",
     "distributed_executor_backend": "distributed_executor_backend",
     "seed": "seed",
+    "scheduling_policy": "scheduling_policy",
 }
 # Every keyword the settings build, and the setting (field name) each one comes from.
 SETTING_OF_KEYWORD = {
@@ -223,16 +224,21 @@ def token_logprobs(token_ids, positions, top: int) -> list[TokenLogprob]:
     return chosen
 
 
+# How the engine orders waiting requests, for /info (by SCHEDULING_POLICY=priority or not).
+SCHEDULING = {True: "by priority (lower first), then arrival", False: "arrival order (fcfs)"}
+
 # vLLM's names for "the engine is gone" (V1 in every release, V0 and its RPC client in 0.10).
 _VLLM_DEAD_ERRORS = {"EngineDeadError", "AsyncEngineDeadError", "MQEngineDeadError"}
 
 
 class VllmEngine:
-    def __init__(self, engine, info: BackendInfo, adapters: dict[str, str]):
+    def __init__(self, engine, info: BackendInfo, adapters: dict[str, str], by_priority: bool):
         import psutil
         from vllm.lora.request import LoRARequest
 
         self._engine = engine
+        # Under FCFS every request goes as priority 0: 0.10's V0 engine refuses any other.
+        self._by_priority = by_priority
         self._lora = {
             name: LoRARequest(name, number, folder)
             for number, (name, folder) in enumerate(adapters.items(), start=1)
@@ -264,6 +270,7 @@ class VllmEngine:
         export_to_vllm(environment)
         engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
+        by_priority = kwargs.get("scheduling_policy") == "priority"
         info = BackendInfo(
             backend="vllm",
             engine=type(engine).__name__,
@@ -274,11 +281,12 @@ class VllmEngine:
                 "speculative_note": spec_note,
                 "parallel": layout,
                 "lora_adapters": model.lora_adapters,
+                "scheduling": SCHEDULING[by_priority],
             },
             adjusted=resolved,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
-        return cls(engine, info, model.lora_adapters)
+        return cls(engine, info, model.lora_adapters, by_priority)
 
     def dead_reason(self) -> str | None:
         if self._dead is None:
@@ -327,6 +335,7 @@ class VllmEngine:
             vllm_sampling_params(params, incremental),
             request_id,
             lora_request=self._lora[params.adapter] if params.adapter else None,
+            priority=params.priority if self._by_priority else 0,
         )
         if self._dead is not None:
             raise self._dead_error()

@@ -18,6 +18,8 @@ TopK = Annotated[int, Field(ge=-1)]
 RepetitionPenalty = Annotated[float, Field(gt=0)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
 SentenceCap = Annotated[int, Field(ge=0)]  # 0: no cap
+# An engine priority (lower goes first); within 32 bits, as an engine keeps it.
+Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 # A list read from one variable: a JSON list or comma-separated (``list_from_env``).
 StrList = Annotated[list[str], NoDecode]

@@ -20,6 +20,7 @@ from qaserve.settings.fields import (
     BudgetRule,
     MaxTokens,
     Penalty,
+    Priority,
     RepetitionPenalty,
     SentenceCap,
     StrList,
@@ -113,6 +114,9 @@ class EngineSettings(BaseModel):
     seed: int = 0
     # vLLM's periodic throughput log; its per-step bookkeeping costs server CPU.
     log_engine_stats: bool = False
+    # The order vLLM takes waiting requests in: "priority" (a request's priority, lower
+    # first, then arrival) or "fcfs" (arrival only).
+    scheduling_policy: Literal["priority", "fcfs"] = "priority"
     # Any other argument of the installed vLLM's AsyncEngineArgs, by its name (a JSON
     # object). Checked at start: a name this vLLM lacks, or one a setting here builds, fails it.
     vllm_engine_args: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
@@ -240,6 +244,15 @@ class ApiSettings(BaseModel):
     api_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     protect_predict: bool = False
     default_mode: Literal["fast", "slow"] = "fast"
+    # Admission: the generating work taken at once (0: no limit). Past a limit a request is
+    # refused at once (429, Retry-After), unless nothing else is in flight: a lone request
+    # is always admitted, so one batch of up to MAX_BATCH_SIZE items always runs. The
+    # defaults also admit a default-sized question set sent as single requests all at once.
+    max_requests_in_flight: int = Field(default=4096, ge=0)
+    max_items_in_flight: int = Field(default=8192, ge=0)  # /predict prompts, /v1 prompts x n
+    retry_after_seconds: int = Field(default=1, ge=0)
+    # The engine priority of /predict items (lower first; /v1 requests default to 0).
+    predict_priority: Priority = 10
 
     _split_keys = field_validator("api_key", mode="before")(list_from_env)
 

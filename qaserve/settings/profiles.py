@@ -46,6 +46,12 @@ COMPETITION: dict[str, Choice] = {
         65536,
         "a 512-question batch (about 80 prompt tokens each) is prefilled in about one step",
     ),
+    "scheduling_policy": Choice(
+        "fcfs",
+        "the judge sends one batch: nothing to put ahead of it; and vLLM 0.10's priority queue "
+        "compares two requests that tie on priority and arrival time, which its Request class "
+        "cannot do (later releases order them by id)",
+    ),
     "gpu_memory_utilization": Choice(
         0.92,
         "a dedicated card: the KV cache takes what the weights leave (the start ladder lowers "

@@ -50,12 +50,25 @@ def test_entries_reach_the_engine_over_the_server_defaults():
 
 @pytest.mark.parametrize(
     ("key", "setting"),
-    [("max_model_len", "MAX_MODEL_LEN"), ("max_num_seqs", "VLLM_MAX_NUM_SEQS"), ("dtype", "DTYPE")],
+    [
+        ("max_model_len", "MAX_MODEL_LEN"),
+        ("max_num_seqs", "VLLM_MAX_NUM_SEQS"),
+        ("dtype", "DTYPE"),
+        ("scheduling_policy", "SCHEDULING_POLICY"),
+    ],
 )
 def test_a_key_a_setting_builds_is_refused_with_both_names(key, setting):
     settings = Settings(vllm_engine_args={key: 1, "async_scheduling": True})
     with pytest.raises(EngineConfigError, match=f"{key} comes from the setting {setting}"):
         kwargs_for(settings, FAKE_ACCEPTED)
+
+
+def test_the_scheduling_policy_reaches_the_engine():
+    assert kwargs_for(Settings(), FAKE_ACCEPTED)["scheduling_policy"] == "priority"
+    fcfs = Settings(scheduling_policy="fcfs")
+    assert kwargs_for(fcfs, FAKE_ACCEPTED)["scheduling_policy"] == "fcfs"
+    with pytest.raises(ValidationError, match="scheduling_policy"):
+        Settings(scheduling_policy="lifo")
 
 
 def test_a_name_this_vllm_lacks_is_refused_with_the_version():

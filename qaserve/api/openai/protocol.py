@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, StrictStr, ValidationInfo
 
 from qaserve.api.sampling import SamplingRequest
 from qaserve.engine import GenParams, TokenLogprob
-from qaserve.settings.fields import MaxTokens
+from qaserve.settings.fields import MaxTokens, Priority
 
 # Alternatives per token: vLLM's engine default max_logprobs (OpenAI allows 20 on chat, 5 on
 # completions).
@@ -62,6 +62,9 @@ class OpenAIRequest(SamplingRequest):
     stream_options: StreamOptions | None = None
     logit_bias: Unsupported = None
     response_format: TextFormat | None = None
+    # vLLM's field: the engine's order under SCHEDULING_POLICY=priority, lower first
+    # (/predict items go as PREDICT_PRIORITY, 10 by default: after these).
+    priority: Priority = 0
 
     @property
     def include_usage(self) -> bool:
@@ -76,7 +79,7 @@ class OpenAIRequest(SamplingRequest):
 
     def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
         chosen = super().to_gen_params(configured, max_tokens)
-        return replace(chosen, logprobs=self.logprob_count())
+        return replace(chosen, logprobs=self.logprob_count(), priority=self.priority)
 
 
 class TextPart(BaseModel):
@@ -120,6 +123,9 @@ class ChatCompletionRequest(OpenAIRequest):
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    def item_count(self) -> int:
+        return self.n
+
     def logprob_count(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
@@ -141,6 +147,12 @@ class CompletionRequest(OpenAIRequest):
 
     def logprob_count(self) -> int | None:
         return self.logprobs
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+
+    def item_count(self) -> int:
+        return len(self.prompts()) * self.n
 
 
 # ---- responses ----------------------------------------------------------------

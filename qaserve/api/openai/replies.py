@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from qaserve.api.admission import Unfinished
 from qaserve.api.errors import server_error
 from qaserve.api.openai.protocol import (
     AssistantMessage,
@@ -47,7 +48,8 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for event in events:
             yield event
     except Exception as exc:
-        logger.error("stream failed", exc_info=exc)
+        if not isinstance(exc, Unfinished):  # the drain logs what it stops
+            logger.error("stream failed", exc_info=exc)
         yield _sse(server_error(exc).model())
         yield _sse("[DONE]")
 
@@ -58,10 +60,14 @@ def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
 
 
 async def _interleave(
-    streams: list[AsyncIterator[GenResult]],
+    streams: list[AsyncIterator[GenResult]], abandoned: asyncio.Future[Unfinished]
 ) -> AsyncIterator[tuple[int, GenResult]]:
-    """Pieces of several streams as they come, tagged with the stream's index."""
+    """Pieces of several streams as they come, tagged with the stream's index; the drain's
+    error, raised, once it abandons the request (``abandoned`` done)."""
     queue: asyncio.Queue = asyncio.Queue()
+
+    def stop(done: asyncio.Future[Unfinished]) -> None:
+        queue.put_nowait((None, done.result()))
 
     async def pump(index: int, stream: AsyncIterator[GenResult]) -> None:
         try:
@@ -73,6 +79,7 @@ async def _interleave(
             await queue.put((index, None))
 
     tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    abandoned.add_done_callback(stop)
     try:
         open_streams = len(tasks)
         while open_streams:
@@ -84,6 +91,7 @@ async def _interleave(
             else:
                 yield index, piece
     finally:
+        abandoned.remove_done_callback(stop)
         for task in tasks:
             task.cancel()
 
@@ -153,7 +161,10 @@ class ChatReply:
         return chunks
 
     async def events(
-        self, streams: list[AsyncIterator[GenResult]], include_usage: bool
+        self,
+        streams: list[AsyncIterator[GenResult]],
+        include_usage: bool,
+        abandoned: asyncio.Future[Unfinished],
     ) -> AsyncIterator[bytes]:
         splitters = [ReasoningSplitter(self.thinking) for _ in streams]
         open_choices = set(range(len(streams)))
@@ -161,7 +172,7 @@ class ChatReply:
             yield self._delta(index, DeltaMessage(role="assistant", content=""))
         tokens = 0
         # Leaving this loop (client gone) cancels the engine streams at once.
-        async for index, piece in _interleave(streams):
+        async for index, piece in _interleave(streams, abandoned):
             tokens += piece.output_tokens
             deltas = self._deltas(*splitters[index].feed(piece.text))
             for chunk in self._piece(index, deltas, piece):
@@ -208,11 +219,14 @@ class CompletionReply:
         return self._response(choices, UsageInfo.of(self.prompt_tokens, completion_tokens))
 
     async def events(
-        self, streams: list[AsyncIterator[GenResult]], include_usage: bool
+        self,
+        streams: list[AsyncIterator[GenResult]],
+        include_usage: bool,
+        abandoned: asyncio.Future[Unfinished],
     ) -> AsyncIterator[bytes]:
         tokens = 0
         text_sent = [0] * len(streams)  # characters of each choice so far: logprob offsets
-        async for index, piece in _interleave(streams):
+        async for index, piece in _interleave(streams, abandoned):
             tokens += piece.output_tokens
             finish = _finish_reason(piece.finish_reason) if piece.finish_reason else None
             choice = CompletionChoice(

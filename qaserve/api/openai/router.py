@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from qaserve.api.admission import Ticket, admitted
 from qaserve.api.auth import check_api_key
 from qaserve.api.body import json_body, json_body_schema, model_response
 from qaserve.api.disconnect import unless_disconnected
@@ -25,6 +26,7 @@ router = APIRouter(
     dependencies=[Depends(check_api_key)],
     responses=documented_errors(ErrorResponse, 400, 401, 413, 500, 503),
 )
+
 
 # One server-sent event: "data:" holds a JSON chunk, an error object, or "[DONE]".
 SSE_EVENT = {
@@ -52,7 +54,10 @@ def _generation_route(path: str, request_model: type[BaseModel], response_model:
         path,
         response_model=response_model,
         description=STREAM_NOTE,
-        responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
+        responses={
+            200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
+            **documented_errors(ErrorResponse, 429),
+        },
         openapi_extra=json_body_schema(request_model),
     )
 
@@ -62,9 +67,11 @@ async def chat_completions(
     request: Request,
     serving: Serving,
     body: Annotated[ChatCompletionRequest, Depends(json_body(ChatCompletionRequest))],
+    ticket: Annotated[Ticket, Depends(admitted(ChatCompletionRequest))],
 ):
     # A stream stops when its client leaves by itself (StreamingResponse sees it).
-    return await unless_disconnected(request, serving.chat(body))
+    work = serving.chat(body, ticket.abandoned)
+    return await unless_disconnected(request, work, ticket.abandoned)
 
 
 @_generation_route("/completions", CompletionRequest, CompletionResponse)
@@ -72,5 +79,7 @@ async def completions(
     request: Request,
     serving: Serving,
     body: Annotated[CompletionRequest, Depends(json_body(CompletionRequest))],
+    ticket: Annotated[Ticket, Depends(admitted(CompletionRequest))],
 ):
-    return await unless_disconnected(request, serving.completions(body))
+    work = serving.completions(body, ticket.abandoned)
+    return await unless_disconnected(request, work, ticket.abandoned)

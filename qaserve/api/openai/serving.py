@@ -8,10 +8,12 @@ off, reasoning removed) or slow (thinking on, reasoning returned as
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from fastapi.responses import Response
 
+from qaserve.api.admission import Unfinished
 from qaserve.api.body import model_response
 from qaserve.api.errors import OpenAIError
 from qaserve.api.models import ModelRegistry
@@ -74,7 +76,9 @@ class OpenAIServing(ServingBase):
             return [params] * body.n
         return [replace(params, seed=params.seed + i) for i in range(body.n)]
 
-    async def chat(self, body: ChatCompletionRequest) -> Response:
+    async def chat(
+        self, body: ChatCompletionRequest, abandoned: asyncio.Future[Unfinished]
+    ) -> Response:
         adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
         self.check_batch(body.n, "n", f"n={body.n} choices")
         thinking = body.thinking(self.api.default_mode)
@@ -86,13 +90,15 @@ class OpenAIServing(ServingBase):
         reply = ChatReply(self.models.base_name, thinking, len(prompt_ids))
         if body.stream:
             streams = [self.engine.stream(prompt_ids, p) for p in choices]
-            return event_stream(reply.events(streams, body.include_usage))
+            return event_stream(reply.events(streams, body.include_usage, abandoned))
         results = await self.engine.generate_batch([prompt_ids] * len(choices), choices)
         return model_response(reply.whole(results))
 
-    async def completions(self, body: CompletionRequest) -> Response:
+    async def completions(
+        self, body: CompletionRequest, abandoned: asyncio.Future[Unfinished]
+    ) -> Response:
         adapter = self._adapter_for(body.model)
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        prompts = body.prompts()
         what = f"{len(prompts)} prompts times n={body.n} choices"
         self.check_batch(len(prompts) * body.n, "n", what)
         ids = self.prompts.completion_ids(prompts)
@@ -110,6 +116,6 @@ class OpenAIServing(ServingBase):
         reply = CompletionReply(self.models.base_name, sum(map(len, ids)))
         if body.stream:
             streams = list(map(self.engine.stream, choice_ids, choice_params))
-            return event_stream(reply.events(streams, body.include_usage))
+            return event_stream(reply.events(streams, body.include_usage, abandoned))
         results = await self.engine.generate_batch(choice_ids, choice_params)
         return model_response(reply.whole(results))

@@ -14,6 +14,12 @@ class PredictRequest(SamplingRequest):
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
     max_sentences: SentenceCap | None = None
 
+    def questions(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+
+    def item_count(self) -> int:
+        return len(self.questions())
+
     def overrides(self) -> dict[str, Any]:
         chosen = self.sampling_overrides()
         if self.max_sentences is not None:
@@ -41,6 +47,7 @@ class InfoResponse(BaseModel):
     system_prompt: str
     warmup: dict[str, Any]
     counters: dict[str, float]
+    admission: dict[str, Any]  # limits, what is in flight, admitted and refused counts
     engine_stats: dict[str, int]
     settings: dict[str, Any]
     unread_environment: dict[str, str]  # ignored variables that look meant for the server

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from qaserve.api.admission import Ticket, admitted
 from qaserve.api.auth import check_predict_key
 from qaserve.api.body import json_body, json_body_schema, model_response
 from qaserve.api.disconnect import unless_disconnected
@@ -36,14 +37,18 @@ Serving = Annotated[PredictServing, Depends(_serving)]
 
 
 @router.post(
-    "/predict", response_model=PredictResponse, openapi_extra=json_body_schema(PredictRequest)
+    "/predict",
+    response_model=PredictResponse,
+    responses=documented_errors(ServerErrorResponse, 429),
+    openapi_extra=json_body_schema(PredictRequest),
 )
 async def predict(
     request: Request,
     serving: Serving,
     body: Annotated[PredictRequest, Depends(json_body(PredictRequest))],
+    ticket: Annotated[Ticket, Depends(admitted(PredictRequest))],
 ):
-    return await unless_disconnected(request, serving.predict(body))
+    return await unless_disconnected(request, serving.predict(body), ticket.abandoned)
 
 
 @router.get("/info", response_model=InfoResponse)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from fastapi.responses import Response
 
 from qaserve.api import metrics
+from qaserve.api.admission import Admission
 from qaserve.api.body import model_response
 from qaserve.api.predict.protocol import InfoResponse, PredictRequest, PredictResponse
 from qaserve.api.serving import ServingBase
@@ -55,22 +56,26 @@ class PredictServing(ServingBase):
         api: ApiSettings,
         answerer: Answerer,
         start: StartReport,
+        admission: Admission,
     ):
         super().__init__(engine, configured, api)
         self.answerer = answerer
         self.start = start
+        self.admission = admission
         self.counters = Counters()
 
     async def predict(self, body: PredictRequest) -> Response:
         single = isinstance(body.prompt, str)
-        questions = [body.prompt] if single else body.prompt
+        questions = body.questions()
         self.check_batch(len(questions), "prompt", f"{len(questions)} prompts")
         deadline = None
         if self.api.predict_deadline_seconds is not None:
             deadline = time.monotonic() + self.api.predict_deadline_seconds
+        # Batch items go after /v1's interactive requests (lower priorities go first).
+        overrides = {**body.overrides(), "priority": self.api.predict_priority}
         self.counters.in_flight += 1
         try:
-            answers = await self.answerer.answer(questions, body.overrides(), deadline)
+            answers = await self.answerer.answer(questions, overrides, deadline)
         finally:
             self.counters.in_flight -= 1
         self.counters.add(answers)
@@ -106,6 +111,7 @@ class PredictServing(ServingBase):
             system_prompt=self.answerer.system_prompt,
             warmup=asdict(self.start.warmup),
             counters=asdict(self.counters),
+            admission=self.admission.report(),
             engine_stats=self.engine.stats,
             settings=self.start.settings,
             unread_environment=self.start.unread_environment,
