@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from devtools.launcher import ROOT, Server, stop_on_sigterm
+from devtools.launcher import OWN_PROCESS_GROUP, ROOT, Server, stop_on_sigterm
 from devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 N_QUESTIONS = 512
@@ -164,7 +164,7 @@ class RawEngine:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
-            start_new_session=True,
+            **OWN_PROCESS_GROUP,
         )
         try:
             self._expect("RAW-READY")

@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devtools.launcher import free_port
+from devtools.launcher import OWN_PROCESS_GROUP, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = ROOT / "scripts" / "ray_head.sh"
@@ -226,7 +226,7 @@ def off_loopback(procs: list[psutil.Process]) -> tuple[list[str], int]:
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, **OWN_PROCESS_GROUP
         )
 
 
