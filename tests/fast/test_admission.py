@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.fast.test_api_predict import scrape
+from tests.metrics_text import growth, scrape
 
 pytestmark = pytest.mark.anyio
 
@@ -86,18 +86,11 @@ async def test_past_the_request_limit_both_apis_refuse_with_429_and_retry_after(
     assert admission["admitted"] == 1 and admission["refused_requests"] == 3
     assert admission["requests_in_flight"] == admission["items_in_flight"] == 0
 
-    def grew(name, **labels):
-        sample = (name, tuple(sorted(labels.items())))
-        return after.get(sample, 0) - before.get(sample, 0)
-
+    grew = growth(before, after)
     assert grew("qaserve_refused_total", route="/predict", reason="requests") == 1
     assert grew("qaserve_refused_total", route="/v1/completions", reason="requests") == 1
     assert grew("qaserve_requests_total", route="/v1/chat/completions", status="429") == 1
-    assert (
-        before[("qaserve_admitted_items_in_flight", ())]
-        - after[("qaserve_admitted_items_in_flight", ())]
-        == 2
-    )
+    assert grew("qaserve_admitted_items_in_flight") == -2
 
 
 async def test_the_item_limit_counts_batch_prompts_and_prompts_times_n(start_api):

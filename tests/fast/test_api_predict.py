@@ -4,9 +4,9 @@ plan each item gets, overrides, bad input, keys and error mapping."""
 import asyncio
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
+from tests.metrics_text import growth, scrape
 
 pytestmark = pytest.mark.anyio
 
@@ -193,15 +193,6 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(start_ap
         assert (await api.http.post("/predict", json={"prompt": "q"})).status_code == 200
 
 
-def scrape(text: str) -> dict[tuple[str, tuple], float]:
-    families = text_string_to_metric_families(text)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in families
-        for sample in family.samples
-    }
-
-
 async def test_metrics_count_requests_items_and_tokens_by_route(start_api):
     async with start_api(protect_predict=True, api_key=list(API_KEYS)) as api:
         key = {"Authorization": f"Bearer {API_KEYS[0]}"}
@@ -213,10 +204,7 @@ async def test_metrics_count_requests_items_and_tokens_by_route(start_api):
         await api.http.get("/no-such-route")
         after = scrape((await api.http.get("/metrics", headers=key)).text)
 
-    def grew(name, **labels):
-        sample = (name, tuple(sorted(labels.items())))
-        return after.get(sample, 0) - before.get(sample, 0)
-
+    grew = growth(before, after)
     assert grew("qaserve_requests_total", route="/predict", status="200") == 1
     assert grew("qaserve_requests_total", route="/predict", status="422") == 1
     assert grew("qaserve_requests_total", route="other", status="404") == 1
