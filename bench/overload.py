@@ -1,15 +1,16 @@
 """Overload: a flood past the admission limit, streamed chats beside a big batch with
 priority on and off, and SIGTERM during that mix; on the tiny model, on loopback. Prints a table.
 
-    .venv/bin/python -m bench.overload [--model DIR] [--limit 16] [--rounds 3]
+    .venv/bin/python -m bench.overload [--model DIR] [--limit 16] [--rounds 3] [--batch 10000]
 
 Two servers, one after the other, each with VLLM_MAX_NUM_SEQS=--limit:
-- "limited": MAX_REQUESTS_IN_FLIGHT=--limit, SCHEDULING_POLICY=priority; it runs the flood, the
+- "limited": MAX_REQUESTS_IN_FLIGHT=--limit, SCHEDULING_POLICY=priority (MAX_ITEMS_IN_FLIGHT
+  admits the batch and the chats: the chats' wait is what this measures); it runs the flood, the
   mix, then takes SIGTERM during the mix (SHUTDOWN_TIMEOUT_SECONDS=--shutdown-timeout);
 - "unlimited": no admission limit, SCHEDULING_POLICY=fcfs; the same flood and mix.
 (1) flood: --rounds rounds of 4 x --limit single /predict requests at once: answered, 429,
 lost (no HTTP answer), 5xx; the admitted requests' latency; the server process's peak RSS.
-(2) mix: a /predict batch of 8 x --limit items runs; --chats streamed /v1 chats are sent during
+(2) mix: a /predict batch of --batch items runs; --chats streamed /v1 chats are sent during
 it, one every 0.25 s: time to the first generated text (not the role chunk) and to the last.
 (3) drain: the mix again, SIGTERM once the chats are sent: every admitted request must end whole
 or with an error, the server must exit within the timeout and leave no process.
@@ -38,8 +39,7 @@ from devtools.tiny_model import model_or_tiny, tiny_engine_env
 
 FLOOD_TOKENS = 32
 CHAT_TOKENS = 32
-BATCH_TOKENS = 64
-DRAIN_BATCH_TOKENS = 256  # long enough to outlast the shutdown timeout
+BATCH_TOKENS = 16
 CHAT_SPACING = 0.25
 TIMEOUT = aiohttp.ClientTimeout(total=600)
 
@@ -206,7 +206,8 @@ def server_env(model: Path, args, limited: bool) -> dict[str, str]:
         model,
         VLLM_MAX_NUM_SEQS=str(args.limit),
         MAX_REQUESTS_IN_FLIGHT=str(args.limit if limited else 0),
-        MAX_ITEMS_IN_FLIGHT="8192" if limited else "0",
+        MAX_ITEMS_IN_FLIGHT=str(args.batch + args.chats) if limited else "0",
+        MAX_BATCH_SIZE=str(args.batch),
         SCHEDULING_POLICY="priority" if limited else "fcfs",
         SHUTDOWN_TIMEOUT_SECONDS=str(args.shutdown_timeout),
         BUDGET_RULES="[]",  # every answer runs to the budget each request sets
@@ -238,20 +239,14 @@ def drain(server: Server, args) -> dict:
         return await late_requests(server.url, 4)
 
     result, late = asyncio.run(
-        mix(
-            server.url,
-            8 * args.limit,
-            DRAIN_BATCH_TOKENS,
-            args.chats,
-            after_chats=sigterm_then_late_requests,
-        )
+        mix(server.url, args.batch, BATCH_TOKENS, args.chats, sigterm_then_late_requests)
     )
     exit_code = server.proc.wait(timeout=args.shutdown_timeout + 60)
     exited = time.perf_counter() - signalled["at"]
     _, alive = psutil.wait_procs(family, timeout=15)
     whole = sum(c.done and c.finish is not None and c.error is None for c in result.chats)
     errors = sum(c.done and c.error is not None for c in result.chats)
-    whole += result.batch_status == 200 and result.batch_answers == 8 * args.limit
+    whole += result.batch_status == 200 and result.batch_answers == args.batch
     errors += result.batch_status == 503
     return {
         "admitted": len(result.chats) + 1,
@@ -271,9 +266,16 @@ def run_server(model: Path, args, scratch: Path, limited: bool) -> dict:
     with Server(env, scratch / f"{name}.log") as server:
         pid = server.proc.pid
         flooded = asyncio.run(flood(server.url, pid, 4 * args.limit, args.rounds))
-        mixed, _ = asyncio.run(mix(server.url, 8 * args.limit, BATCH_TOKENS, args.chats))
+        mixed, _ = asyncio.run(mix(server.url, args.batch, BATCH_TOKENS, args.chats))
         drained = drain(server, args) if limited else None
     return {"flood": flooded, "mix": mixed, "drain": drained}
+
+
+def print_table(columns: dict[str, int], rows: list[list[str]]) -> None:
+    """Columns by name and width: the first left-aligned, the others right-aligned."""
+    first_width, *widths = columns.values()
+    for first, *rest in [list(columns), *rows]:
+        print(f"{first:{first_width}}", *(f"{c:>{w}}" for c, w in zip(rest, widths, strict=True)))
 
 
 def print_tables(args, results: dict[str, dict]) -> None:
@@ -281,40 +283,44 @@ def print_tables(args, results: dict[str, dict]) -> None:
         f"\n(1) flood: {args.rounds} rounds of {4 * args.limit} single /predict requests at once "
         f"({FLOOD_TOKENS} tokens), 4x MAX_REQUESTS_IN_FLIGHT={args.limit}"
     )
-    print(
-        f"{'server':10} {'answered':>8} {'429':>5} {'lost':>5} {'5xx':>5} "
-        f"{'p50 s':>7} {'p99 s':>7} {'peak RSS MiB':>13}"
-    )
+    flood_rows = []
     for name, result in results.items():
         f = result["flood"]
         server_errors = sum(n for status, n in f.outcomes.items() if status.startswith("5"))
-        print(
-            f"{name:10} {f.outcomes['answered']:>8} {f.outcomes['429']:>5} "
-            f"{f.outcomes['lost']:>5} {server_errors:>5} {percentile(f.latencies, 0.5):>7.2f} "
-            f"{percentile(f.latencies, 0.99):>7.2f} {f.peak_rss / 2**20:>13.0f}"
+        flood_rows.append(
+            [
+                name,
+                *(str(n) for n in (f.outcomes["answered"], f.outcomes["429"], f.outcomes["lost"])),
+                str(server_errors),
+                *(f"{percentile(f.latencies, q):.2f}" for q in (0.5, 0.99)),
+                f"{f.peak_rss / 2**20:.0f}",
+            ]
         )
+    flood_columns = {"server": 10, "answered": 8, "429": 5, "lost": 5, "5xx": 5}
+    print_table({**flood_columns, "p50 s": 7, "p99 s": 7, "peak RSS MiB": 13}, flood_rows)
     print(
         f"\n(2) {args.chats} streamed chats ({CHAT_TOKENS} tokens), one every {CHAT_SPACING} s, "
-        f"during a /predict batch of {8 * args.limit} x {BATCH_TOKENS} tokens "
+        f"during a /predict batch of {args.batch} x {BATCH_TOKENS} tokens "
         f"(VLLM_MAX_NUM_SEQS={args.limit})"
     )
-    print(
-        f"{'scheduling':10} {'first p50':>9} {'first p99':>9} {'last p50':>9} {'last p99':>9} "
-        f"{'batch s':>8} {'chats ok':>8}"
-    )
+    mix_rows = []
     for name, result in results.items():
         m = result["mix"]
         firsts = [c.first - c.sent for c in m.chats if c.first]
         lasts = [c.last - c.sent for c in m.chats if c.last]
-        policy = "priority" if name == "limited" else "fcfs"
-        print(
-            f"{policy:10} {percentile(firsts, 0.5):>9.2f} {percentile(firsts, 0.99):>9.2f} "
-            f"{percentile(lasts, 0.5):>9.2f} {percentile(lasts, 0.99):>9.2f} "
-            f"{m.batch_seconds:>8.1f} {sum(c.done for c in m.chats):>8}"
+        mix_rows.append(
+            [
+                "priority" if name == "limited" else "fcfs",
+                *(f"{percentile(times, q):.2f}" for times in (firsts, lasts) for q in (0.5, 0.99)),
+                f"{m.batch_seconds:.1f}",
+                str(sum(c.done for c in m.chats)),
+            ]
         )
+    latency_columns = {"first p50": 9, "first p99": 9, "last p50": 9, "last p99": 9}
+    print_table({"scheduling": 10, **latency_columns, "batch s": 8, "chats ok": 8}, mix_rows)
     d = results["limited"]["drain"]
     print(
-        f"\n(3) SIGTERM during the mix (a {8 * args.limit} x {DRAIN_BATCH_TOKENS}-token batch, "
+        f"\n(3) SIGTERM during the mix (a {args.batch} x {BATCH_TOKENS}-token batch, "
         f"{args.chats} chats; SHUTDOWN_TIMEOUT_SECONDS={args.shutdown_timeout:g})"
     )
     print(
@@ -330,6 +336,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=16, help="MAX_REQUESTS_IN_FLIGHT")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chats", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=10_000, help="/predict items in the mix")
     parser.add_argument("--shutdown-timeout", type=float, default=5.0)
     args = parser.parse_args()
     stop_on_sigterm()
