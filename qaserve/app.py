@@ -42,7 +42,7 @@ from qaserve.sigterm import on_sigterm
 
 logger = logging.getLogger("qaserve")
 
-ROUTERS = (health.router, predict_router.router, openai_router.router)
+ROUTERS = (health.router, predict_router.router, openai_router.router, openai_router.tokens_router)
 
 
 def _configure_logging(level: str) -> None:

@@ -217,3 +217,18 @@ def test_invalid_json_is_a_400_in_openai_shape(server):
         headers={"Authorization": f"Bearer {API_KEYS[0]}"},
     )
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_tokenize_counts_the_prompt_the_engine_takes(server, sdk, model):
+    key = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    body = {"model": model, "messages": QUESTION}
+    counted = httpx.post(server.url + "/tokenize", json=body, headers=key).json()
+    room = counted["max_model_len"] - counted["count"]
+    # The whole context to the last token: the engine takes the prompt as /tokenize counted it.
+    reply = sdk.chat.completions.create(model=model, messages=QUESTION, max_tokens=room)
+    assert reply.usage.prompt_tokens == counted["count"] and reply.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match="context"):
+        sdk.chat.completions.create(model=model, messages=QUESTION, max_tokens=room + 1)
+    tokens = {"tokens": counted["tokens"]}
+    text = httpx.post(server.url + "/detokenize", json=tokens, headers=key).json()["prompt"]
+    assert text.count(QUESTION[0]["content"]) == 1

@@ -20,6 +20,8 @@ from qaserve.engine import EngineDeadError
 logger = logging.getLogger(__name__)
 
 OPENAI_PREFIX = "/v1/"
+# vLLM's tokenizer routes, beside /v1: their errors come in the same shape.
+OPENAI_ROOT_ROUTES = ("/tokenize", "/detokenize")
 
 
 # ---- error bodies -------------------------------------------------------------
@@ -120,7 +122,8 @@ def _param(loc: tuple) -> str | None:
 
 
 def _is_openai(request: Request) -> bool:
-    return request.url.path.startswith(OPENAI_PREFIX)
+    path = request.url.path
+    return path.startswith(OPENAI_PREFIX) or path in OPENAI_ROOT_ROUTES
 
 
 async def _validation_error(request: Request, exc: RequestValidationError):

@@ -67,11 +67,18 @@ class PromptBuilder:
             self._frames = {system_prompt: framed}  # the system prompt changes rarely
         return self._frames[system_prompt]
 
-    def render_chat(self, messages: list[dict], enable_thinking: bool) -> str:
+    def render_chat(
+        self,
+        messages: list[dict],
+        enable_thinking: bool,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+    ) -> str:
         return self.tokenizer.apply_chat_template(
             messages,
             tokenize=False,
-            add_generation_prompt=True,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
             enable_thinking=enable_thinking,
         )
 
@@ -85,6 +92,20 @@ class PromptBuilder:
         if self._rust is None:
             return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [encoding.ids for encoding in self._rust.encode_batch(texts, False)]
+
+    def encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    def token_strs(self, ids: list[int]) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens(ids)
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of token ids; ValueError names the first id past the vocabulary."""
+        vocabulary = len(self.tokenizer)
+        unknown = next((i for i in ids if i >= vocabulary), None)
+        if unknown is not None:
+            raise ValueError(f"token {unknown} is not in the {vocabulary}-token vocabulary")
+        return self.tokenizer.decode(ids)
 
     def completion_ids(self, prompts: list[str]) -> list[list[int]]:
         """Raw completion prompts, in bulk, with the tokenizer's special tokens (as vLLM's

@@ -6,7 +6,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StrictStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from qaserve.api.sampling import SamplingRequest
 from qaserve.engine import GenParams, TokenLogprob
@@ -97,11 +105,30 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
-class ChatCompletionRequest(OpenAIRequest):
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: MaxTokens | None = None
+def template_messages(messages: list[ChatMessage]) -> list[dict]:
+    """The messages as the chat template takes them."""
+    return [{"role": m.role, "content": m.text()} for m in messages]
+
+
+class ThinkingChoice(BaseModel):
+    """Thinking on or off for a chat prompt: ``mode``, else the template's ``enable_thinking``
+    in ``chat_template_kwargs`` (as vLLM's server takes it), else the server's DEFAULT_MODE."""
+
     mode: Literal["fast", "slow"] | None = None
     chat_template_kwargs: dict | None = None
+
+    def thinking(self, default_mode: str) -> bool:
+        if self.mode is not None:
+            return self.mode == "slow"
+        enable = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if enable is not None:
+            return bool(enable)
+        return default_mode == "slow"
+
+
+class ChatCompletionRequest(OpenAIRequest, ThinkingChoice):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
     top_logprobs: LogprobCount | None = None
     tools: Unsupported = None
@@ -129,14 +156,6 @@ class ChatCompletionRequest(OpenAIRequest):
     def logprob_count(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
-    def thinking(self, default_mode: str) -> bool:
-        if self.mode is not None:
-            return self.mode == "slow"
-        enable = (self.chat_template_kwargs or {}).get("enable_thinking")
-        if enable is not None:
-            return bool(enable)
-        return default_mode == "slow"
-
 
 class CompletionRequest(OpenAIRequest):
     prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
@@ -153,6 +172,61 @@ class CompletionRequest(OpenAIRequest):
 
     def item_count(self) -> int:
         return len(self.prompts()) * self.n
+
+
+# ---- /tokenize and /detokenize (vLLM's routes and shapes) -------------------------
+
+# The fields that shape a chat prompt: with ``prompt`` they would ask for nothing.
+CHAT_ONLY_FIELDS = {
+    "add_generation_prompt",
+    "continue_final_message",
+    "mode",
+    "chat_template_kwargs",
+}
+
+
+class TokenizeRequest(ThinkingChoice):
+    """vLLM's two shapes in one body: ``prompt`` (its text as a completion tokenizes it) or
+    ``messages`` (rendered by the chat template as a chat completion renders them)."""
+
+    model: StrictStr | None = None
+    prompt: StrictStr | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    # vLLM's defaults: true for a prompt, false for messages (the template writes them).
+    add_special_tokens: bool | None = None
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    return_token_strs: bool | None = False
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TokenizeRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give one of prompt and messages")
+        given = sorted(self.model_fields_set & CHAT_ONLY_FIELDS)
+        if self.prompt is not None and given:
+            raise ValueError(f"{', '.join(given)}: for messages only, not for a prompt")
+        if self.add_generation_prompt and self.continue_final_message:
+            raise ValueError(
+                "continue_final_message continues the last message: "
+                "set add_generation_prompt to false with it"
+            )
+        return self
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model: StrictStr | None = None
+    tokens: list[Annotated[int, Field(ge=0)]]
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str
 
 
 # ---- responses ----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Routes of the OpenAI-compatible API under /v1; the work is in OpenAIServing."""
+"""Routes of the OpenAI-compatible API under /v1, and vLLM's /tokenize and /detokenize beside
+it (same key rule); the work is in OpenAIServing."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from qaserve.api.openai.protocol import (
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
 )
 from qaserve.api.openai.serving import OpenAIServing
 
@@ -83,3 +88,30 @@ async def completions(
 ):
     work = serving.completions(body, ticket.abandoned)
     return await unless_disconnected(request, work, ticket.abandoned)
+
+
+# vLLM's server keeps these two at the root, not under /v1.
+tokens_router = APIRouter(
+    dependencies=[Depends(check_api_key)],
+    responses=documented_errors(ErrorResponse, 400, 401, 413, 500),
+)
+
+
+@tokens_router.post(
+    "/tokenize", response_model=TokenizeResponse, openapi_extra=json_body_schema(TokenizeRequest)
+)
+async def tokenize(
+    serving: Serving, body: Annotated[TokenizeRequest, Depends(json_body(TokenizeRequest))]
+):
+    return model_response(serving.tokenize(body))
+
+
+@tokens_router.post(
+    "/detokenize",
+    response_model=DetokenizeResponse,
+    openapi_extra=json_body_schema(DetokenizeRequest),
+)
+async def detokenize(
+    serving: Serving, body: Annotated[DetokenizeRequest, Depends(json_body(DetokenizeRequest))]
+):
+    return model_response(serving.detokenize(body))

@@ -17,7 +17,16 @@ from qaserve.api.admission import Unfinished
 from qaserve.api.body import model_response
 from qaserve.api.errors import OpenAIError
 from qaserve.api.models import ModelRegistry
-from qaserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIRequest
+from qaserve.api.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    OpenAIRequest,
+    TokenizeRequest,
+    TokenizeResponse,
+    template_messages,
+)
 from qaserve.api.openai.replies import ChatReply, CompletionReply, event_stream
 from qaserve.api.serving import ServingBase
 from qaserve.core.prompts import PromptBuilder
@@ -82,8 +91,8 @@ class OpenAIServing(ServingBase):
         adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
         self.check_batch(body.n, "n", f"n={body.n} choices")
         thinking = body.thinking(self.api.default_mode)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        prompt_ids = self.prompts.token_ids(self.prompts.render_chat(messages, thinking))
+        prompt_text = self.prompts.render_chat(template_messages(body.messages), thinking)
+        prompt_ids = self.prompts.token_ids(prompt_text)
         choices = self._choices(
             self._gen_params(body, adapter, len(prompt_ids), "messages", None), body
         )
@@ -119,3 +128,30 @@ class OpenAIServing(ServingBase):
             return event_stream(reply.events(streams, body.include_usage, abandoned))
         results = await self.engine.generate_batch(choice_ids, choice_params)
         return model_response(reply.whole(results))
+
+    def tokenize(self, body: TokenizeRequest) -> TokenizeResponse:
+        """Token ids as this server's completions and chats make them (vLLM's /tokenize)."""
+        self._adapter_for(body.model)
+        if body.messages is None:
+            ids = self.prompts.encode(body.prompt, body.add_special_tokens is not False)
+        else:
+            text = self.prompts.render_chat(
+                template_messages(body.messages),
+                body.thinking(self.api.default_mode),
+                body.add_generation_prompt,
+                body.continue_final_message,
+            )
+            ids = self.prompts.encode(text, bool(body.add_special_tokens))
+        return TokenizeResponse(
+            count=len(ids),
+            max_model_len=self.prompts.context_len,
+            tokens=ids,
+            token_strs=self.prompts.token_strs(ids) if body.return_token_strs else None,
+        )
+
+    def detokenize(self, body: DetokenizeRequest) -> DetokenizeResponse:
+        self._adapter_for(body.model)
+        try:
+            return DetokenizeResponse(prompt=self.prompts.decode(body.tokens))
+        except ValueError as exc:
+            raise OpenAIError(400, str(exc), "tokens") from None
