@@ -169,6 +169,7 @@ def watch_dying_server(server: Server, limit: float) -> dict:
     return seen
 
 
+@pytest.mark.takes_free_memory
 def test_start_ladder_and_a_dead_engine_exits_the_server(tiny_model, tmp_path):
     # 0.99 of NUMA node 0 is never free while anything runs: the first start must fail. A
     # context above the model's 4096 is lowered before the first attempt.
