@@ -63,22 +63,32 @@ class FakeEngine:
             for n, char in enumerate(text)
         ]
 
+    @staticmethod
+    def _prompt_logprobs(prompt_ids: list[int], params: GenParams) -> list[TokenLogprob] | None:
+        """Each prompt token after the first as the text "<id>", of logprob -0.5."""
+        if params.prompt_logprobs is None:
+            return None
+        alternatives = tuple(("x", -1.0 - k) for k in range(params.prompt_logprobs))
+        return [TokenLogprob(f"<{i}>", -0.5, alternatives) for i in prompt_ids[1:]]
+
     @classmethod
-    def _finish(cls, text: str, params: GenParams) -> GenResult:
+    def _finish(cls, text: str, params: GenParams, prompt_ids: list[int]) -> GenResult:
         # One token per character, cut at the budget, as an engine would stop.
         kept = text[: params.max_tokens]
         finish = "length" if len(kept) < len(text) else "stop"
-        return GenResult(kept, len(kept), finish, cls._logprobs(kept, params))
+        result = GenResult(kept, len(kept), finish, cls._logprobs(kept, params))
+        result.prompt_logprobs = cls._prompt_logprobs(prompt_ids, params)
+        return result
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         text = self._next(prompt_ids, params)  # recorded, then held at the gate
         await self._through_gate()
-        return self._finish(text, params)
+        return self._finish(text, params, prompt_ids)
 
     async def stream(self, prompt_ids: list[int], params: GenParams) -> AsyncIterator[GenResult]:
         text = self._next(prompt_ids, params)
         await self._through_gate()
-        whole = self._finish(text, params)
+        whole = self._finish(text, params, prompt_ids)
         size = self.piece_chars
         starts = range(0, len(whole.text), size) or [0]
         for number, start in enumerate(starts):
@@ -87,7 +97,8 @@ class FakeEngine:
             piece = whole.text[start : start + size]
             finish = whole.finish_reason if number == len(starts) - 1 else None
             logprobs = whole.logprobs and whole.logprobs[start : start + size]
-            yield GenResult(piece, len(piece), finish, logprobs)
+            prompt_logprobs = whole.prompt_logprobs if number == 0 else None
+            yield GenResult(piece, len(piece), finish, logprobs, prompt_logprobs)
 
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams], deadline: float | None = None

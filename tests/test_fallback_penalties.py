@@ -1,6 +1,6 @@
-"""The transformers fallback penalises as vLLM does: the same prompt ids, greedy, with frequency,
-presence and repetition penalties, give the same answers on both engines (both in this process,
-on the tiny model in float32)."""
+"""The transformers fallback answers as vLLM does: the same prompt ids, greedy, with frequency,
+presence and repetition penalties, give the same answers on both engines, and the prompt's
+tokens get the same logprobs (both engines in this process, on the tiny model in float32)."""
 
 import asyncio
 
@@ -27,6 +27,7 @@ PENALTIES = {
 # Of different lengths: the fallback left-pads the shorter ones in its batch.
 QUESTIONS = ["什么是warp？", "写出向量加法的代码", "详细说明共享内存和全局内存的区别"]
 BUDGET = 40
+PROMPT_ALTERNATIVES = 3
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,15 @@ def every_case(start_engine, prompts) -> dict[str, list[tuple]]:
         engine = start_engine()
         try:
             cases = {"none": {}, **PENALTIES}
-            return {name: await answers(engine, sampling) for name, sampling in cases.items()}
+            found = {name: await answers(engine, sampling) for name, sampling in cases.items()}
+            return {**found, "prompt logprobs": await prompt_logprobs(engine)}
         finally:
             await engine.shutdown()
+
+    async def prompt_logprobs(engine) -> list[list[tuple]]:
+        params = GenParams(max_tokens=1, prompt_logprobs=PROMPT_ALTERNATIVES)
+        results = await engine.generate_batch(prompts, [params] * len(prompts))
+        return [[(t.token, t.logprob, t.top) for t in r.prompt_logprobs] for r in results]
 
     async def answers(engine, sampling: dict) -> list[tuple]:
         params = GenParams(max_tokens=BUDGET, **sampling)
@@ -83,3 +90,16 @@ def test_the_fallback_penalises_as_vllm_does(case, on_vllm, on_fallback):
 
 def test_without_penalties_both_engines_agree(on_vllm, on_fallback):
     assert on_fallback["none"] == on_vllm["none"]
+
+
+def test_both_engines_give_the_prompt_tokens_the_same_logprobs(on_vllm, on_fallback, prompts):
+    for ids, from_vllm, from_fallback in zip(
+        prompts, on_vllm["prompt logprobs"], on_fallback["prompt logprobs"], strict=True
+    ):
+        assert len(from_vllm) == len(from_fallback) == len(ids) - 1  # nothing predicts the first
+        for (token, logprob, top), (fb_token, fb_logprob, fb_top) in zip(
+            from_vllm, from_fallback, strict=True
+        ):
+            assert token == fb_token and logprob == pytest.approx(fb_logprob, abs=1e-3)
+            assert len(top) == len(fb_top) == PROMPT_ALTERNATIVES
+            assert [lp for _, lp in top] == pytest.approx([lp for _, lp in fb_top], abs=1e-3)

@@ -232,3 +232,25 @@ def test_tokenize_counts_the_prompt_the_engine_takes(server, sdk, model):
     tokens = {"tokens": counted["tokens"]}
     text = httpx.post(server.url + "/detokenize", json=tokens, headers=key).json()["prompt"]
     assert text.count(QUESTION[0]["content"]) == 1
+
+
+def test_echo_gives_the_prompt_tokens_logprobs_before_the_answer(server, sdk, model):
+    """As lm-evaluation-harness scores a continuation: echo, logprobs, one new token."""
+    key = {"Authorization": f"Bearer {API_KEYS[0]}"}
+    prompt = "共享内存和全局内存的区别"
+    counted = httpx.post(server.url + "/tokenize", json={"prompt": prompt}, headers=key).json()
+    plain = sdk.completions.create(model=model, prompt=prompt, max_tokens=3, logprobs=2)
+    echoed = sdk.completions.create(
+        model=model, prompt=counted["tokens"], max_tokens=3, logprobs=2, echo=True
+    )
+    choice, answer = echoed.choices[0], plain.choices[0]
+    assert choice.text == prompt + answer.text
+    logprobs = choice.logprobs
+    assert len(logprobs.tokens) == counted["count"] + 3
+    assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
+    assert all(lp <= 0 for lp in logprobs.token_logprobs[1:])
+    assert all(len(top) >= 2 for top in logprobs.top_logprobs[1:])
+    # The answer's part is the answer's own logprobs (greedy, float32).
+    generated = logprobs.token_logprobs[-3:]
+    assert generated == pytest.approx(answer.logprobs.token_logprobs, abs=1e-4)
+    assert echoed.usage.prompt_tokens == counted["count"]

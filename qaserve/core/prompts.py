@@ -100,17 +100,26 @@ class PromptBuilder:
         return self.tokenizer.convert_ids_to_tokens(ids)
 
     def decode(self, ids: list[int]) -> str:
-        """The text of token ids; ValueError names the first id past the vocabulary."""
-        vocabulary = len(self.tokenizer)
-        unknown = next((i for i in ids if i >= vocabulary), None)
-        if unknown is not None:
-            raise ValueError(f"token {unknown} is not in the {vocabulary}-token vocabulary")
+        """The text of token ids; ValueError names the first id outside the vocabulary."""
+        self.check_ids(ids)
         return self.tokenizer.decode(ids)
 
-    def completion_ids(self, prompts: list[str]) -> list[list[int]]:
-        """Raw completion prompts, in bulk, with the tokenizer's special tokens (as vLLM's
-        completions tokenize them)."""
-        return self.tokenizer(prompts)["input_ids"]
+    def check_ids(self, ids: list[int]) -> None:
+        """ValueError naming the first id outside the vocabulary."""
+        vocabulary = len(self.tokenizer)
+        unknown = next((i for i in ids if not 0 <= i < vocabulary), None)
+        if unknown is not None:
+            raise ValueError(f"token {unknown} is not in the {vocabulary}-token vocabulary")
+
+    def completion_ids(self, prompts: list[str | list[int]]) -> list[list[int]]:
+        """Raw completion prompts: texts tokenized in bulk with the tokenizer's special tokens
+        (as vLLM's completions tokenize them), token ids checked and taken as they are."""
+        texts = [p for p in prompts if isinstance(p, str)]
+        encoded = iter(self.tokenizer(texts)["input_ids"] if texts else [])
+        for p in prompts:
+            if not isinstance(p, str):
+                self.check_ids(p)
+        return [next(encoded) if isinstance(p, str) else p for p in prompts]
 
     def prompt_texts(self, system_prompt: str, questions: list[str]) -> list[str]:
         """The rendered prompt of each question. A question far longer than the context is cut

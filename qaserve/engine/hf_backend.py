@@ -254,9 +254,14 @@ class TransformersEngine:
                 max_time=None if deadline is None else max(0.0, deadline - time.monotonic()),
                 **sampling,
             )
-        return [self._row_result(output, row, p, width) for row, p in enumerate(params)]
+        return [
+            self._row_result(output, row, p, width, prompt)
+            for row, (p, prompt) in enumerate(zip(params, prompts, strict=True))
+        ]
 
-    def _row_result(self, output, row: int, params: GenParams, width: int) -> GenResult:
+    def _row_result(
+        self, output, row: int, params: GenParams, width: int, prompt_ids: list[int]
+    ) -> GenResult:
         new_ids = output.sequences[row][width:].tolist()[: params.max_tokens]
         eos = self._model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -268,22 +273,37 @@ class TransformersEngine:
                 break
         text = self._tokenizer.decode(new_ids, skip_special_tokens=True)
         text, stopped = cut_at_stop(text, params.stop)
-        logprobs = None
+        logprobs = prompt_logprobs = None
         if params.logprobs is not None:
-            logprobs = self._token_logprobs(output.logits, row, new_ids, params.logprobs)
+            steps = [output.logits[step][row] for step in range(len(new_ids))]
+            logprobs = self._token_logprobs(steps, new_ids, params.logprobs)
+        if params.prompt_logprobs is not None:
+            prompt_logprobs = self._prompt_logprobs(prompt_ids, params.prompt_logprobs)
         return GenResult(
             text=text,
             output_tokens=len(new_ids),
             finish_reason="stop" if stopped else finish,
             logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
         )
 
-    def _token_logprobs(self, logits, row: int, new_ids: list[int], top: int):
+    def _prompt_logprobs(self, prompt_ids: list[int], top: int) -> list[TokenLogprob]:
+        """Each prompt token after the first, as the model predicted it from those before
+        (one forward pass over the prompt alone, unpadded)."""
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.tensor([prompt_ids], device=self._model.device)
+            logits = self._model(input_ids=ids).logits[0]
+        return self._token_logprobs(list(logits[:-1]), prompt_ids[1:], top)
+
+    def _token_logprobs(self, step_logits: list, token_ids: list[int], top: int):
+        """Each token's logprob under the logits of its step, and the ``top`` likeliest."""
         import torch
 
         chosen = []
-        for step, token_id in enumerate(new_ids):
-            scores = torch.log_softmax(logits[step][row].float(), dim=-1)
+        for logits, token_id in zip(step_logits, token_ids, strict=True):
+            scores = torch.log_softmax(logits.float(), dim=-1)
             best = torch.topk(scores, top)
             alternatives = zip(best.indices.tolist(), best.values.tolist(), strict=True)
             chosen.append(

@@ -42,6 +42,8 @@ class GenParams:
     presence_penalty: float = 0.0
     # Log-probabilities of each generated token and of this many alternatives (None: none).
     logprobs: int | None = None
+    # The same for the prompt's tokens (None: none).
+    prompt_logprobs: int | None = None
     # Stop once this many sentence endings were generated (0: no cap).
     max_sentences: int = 0
     sentence_endings: str = "。！？"
@@ -80,6 +82,9 @@ class GenResult:
     # "stop", "length", "sentences", "deadline" (cut where it stood), "abort"; None mid-stream
     finish_reason: str | None
     logprobs: list[TokenLogprob] | None = None  # one per token, when GenParams asked for them
+    # With GenParams.prompt_logprobs, on the first piece: one per prompt token after the first
+    # (nothing predicts the first).
+    prompt_logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass
@@ -132,6 +137,7 @@ def count_sentence_ends(text: str, endings: str) -> int:
 async def join_chunks(chunks: AsyncIterator[GenResult]) -> GenResult:
     parts: list[str] = []
     logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
     tokens, finish = 0, None
     async for chunk in chunks:
         parts.append(chunk.text)
@@ -140,4 +146,5 @@ async def join_chunks(chunks: AsyncIterator[GenResult]) -> GenResult:
         if chunk.logprobs is not None:
             logprobs = logprobs or []
             logprobs.extend(chunk.logprobs)
-    return GenResult("".join(parts), tokens, finish or "length", logprobs)
+        prompt_logprobs = prompt_logprobs or chunk.prompt_logprobs
+    return GenResult("".join(parts), tokens, finish or "length", logprobs, prompt_logprobs)

@@ -211,7 +211,8 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False):
 
 
 def token_logprobs(token_ids, positions, top: int) -> list[TokenLogprob]:
-    """vLLM's per-position logprob maps (token id -> Logprob) for the tokens it generated."""
+    """vLLM's per-position logprob maps (token id -> Logprob) for the tokens it generated, or
+    for the prompt's tokens it was given."""
     chosen = []
     for token_id, position in zip(token_ids, positions, strict=True):
         ranked = sorted(
@@ -357,7 +358,13 @@ class VllmEngine:
                     logprobs = None
                     if params.logprobs is not None:
                         logprobs = token_logprobs(piece.token_ids, piece.logprobs, params.logprobs)
-                    yield GenResult(piece.text, len(piece.token_ids), finish, logprobs)
+                    result = GenResult(piece.text, len(piece.token_ids), finish, logprobs)
+                    if params.prompt_logprobs is not None and output.prompt_logprobs:
+                        # On one output only (the first of a stream); the first entry is None.
+                        result.prompt_logprobs = token_logprobs(
+                            prompt_ids[1:], output.prompt_logprobs[1:], params.prompt_logprobs
+                        )
+                    yield result
                     if finish:
                         return
         except asyncio.CancelledError:

@@ -270,7 +270,7 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,A
             "messages.0.content",
         ),
         ("/v1/completions", {"suffix": "end"}, "suffix"),
-        ("/v1/completions", {"echo": True}, "echo"),
+        ("/v1/completions", {"prompt_logprobs": 1}, "prompt_logprobs"),
         ("/v1/completions", {"best_of": 2}, "best_of"),
     ],
 )
@@ -298,3 +298,42 @@ async def test_fields_that_ask_for_nothing_and_text_parts_are_accepted(start_api
         assert reply.status_code == 200, reply.text
         prompt = api.app.state.openai_serving.prompts.tokenizer.decode(api.engine.calls[0][0])
         assert "什么是warp？" in prompt
+
+
+async def test_echo_puts_the_prompt_and_its_logprobs_first(start_api):
+    async with start_api() as api:
+        api.engine.queue("答案", "答案")
+        body = {"prompt": "共享内存", "max_tokens": 2, "logprobs": 1, "echo": True}
+        whole = (await api.http.post("/v1/completions", json=body)).json()["choices"][0]
+        prompt_ids = api.engine.calls[0][0]
+        assert api.engine.calls[0][1].prompt_logprobs == 1
+        streamed = await api.http.post("/v1/completions", json={**body, "stream": True})
+    assert whole["text"] == "共享内存答案"
+    logprobs = whole["logprobs"]
+    # The prompt's tokens first (the first predicted by nothing), then the answer's.
+    assert len(logprobs["tokens"]) == len(prompt_ids) + 2
+    assert logprobs["token_logprobs"][0] is None and logprobs["top_logprobs"][0] is None
+    assert logprobs["tokens"][1 : len(prompt_ids)] == [f"<{i}>" for i in prompt_ids[1:]]
+    assert logprobs["token_logprobs"][1:] == [-0.5] * (len(prompt_ids) - 1) + [-1.0, -0.5]
+    assert logprobs["tokens"][-2:] == ["答", "案"]
+    chunks = [orjson.loads(d) for d in sse_data(streamed.text)[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "共享内存答案"
+    assert chunks[0]["choices"][0]["text"].startswith("共享内存")
+    assert sum(len(c["choices"][0]["logprobs"]["tokens"]) for c in chunks) == len(prompt_ids) + 2
+
+
+async def test_prompts_as_token_ids_and_echo_without_logprobs(start_api):
+    async with start_api() as api:
+        tokenizer = api.app.state.openai_serving.prompts.tokenizer
+        ids = tokenizer("线程束")["input_ids"]
+        body = {"prompt": [ids, ids], "max_tokens": 3, "echo": True}
+        reply = (await api.http.post("/v1/completions", json=body)).json()
+        assert [call[0] for call in api.engine.calls] == [ids, ids]
+        assert [c["text"] for c in reply["choices"]] == ["线程束" + "这是答"] * 2
+        assert reply["choices"][0]["logprobs"] is None
+        assert api.engine.calls[0][1].prompt_logprobs is None
+        one = await api.http.post("/v1/completions", json={"prompt": ids, "max_tokens": 1})
+        assert one.status_code == 200 and api.engine.calls[-1][0] == ids
+        outside = await api.http.post("/v1/completions", json={"prompt": [5, 10**9]})
+        assert outside.status_code == 400 and outside.json()["error"]["param"] == "prompt"
+        assert "10000000" in outside.json()["error"]["message"]

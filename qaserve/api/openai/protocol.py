@@ -10,6 +10,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    StrictInt,
     StrictStr,
     ValidationInfo,
     field_validator,
@@ -157,18 +158,40 @@ class ChatCompletionRequest(OpenAIRequest, ThinkingChoice):
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
+TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
+# A completion's prompts as OpenAI takes them: text, texts, token ids, lists of token ids.
+PromptInput = (
+    StrictStr
+    | Annotated[list[StrictStr], Field(min_length=1)]
+    | TokenIds
+    | Annotated[list[TokenIds], Field(min_length=1)]
+)
+
+
 class CompletionRequest(OpenAIRequest):
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    prompt: PromptInput
     logprobs: LogprobCount | None = None
+    # The prompt before each choice's text; with logprobs, the prompt tokens' logprobs first
+    # (the first one's null: nothing predicts it), as lm-evaluation-harness reads them.
+    echo: bool = False
     suffix: Unsupported = None
-    echo: Unsupported = None
+    prompt_logprobs: Unsupported = None  # vLLM's own field: echo with logprobs gives them
     best_of: Annotated[Any, AfterValidator(_refuse_best_of)] = None
 
     def logprob_count(self) -> int | None:
         return self.logprobs
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
+        chosen = super().to_gen_params(configured, max_tokens)
+        return replace(chosen, prompt_logprobs=self.logprobs if self.echo else None)
+
+    def prompts(self) -> list[str | list[int]]:
+        """One entry per prompt: its text, or its token ids."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if isinstance(self.prompt[0], int):
+            return [self.prompt]
+        return self.prompt
 
     def item_count(self) -> int:
         return len(self.prompts()) * self.n
@@ -339,26 +362,33 @@ class ChatCompletionChunk(ReplyEnvelope):
 
 
 class CompletionLogprobs(BaseModel):
-    """The legacy completions shape: parallel lists, one entry per generated token."""
+    """The legacy completions shape: parallel lists, one entry per token; with ``echo`` the
+    prompt's tokens come first, the very first with null logprobs (nothing predicts it)."""
 
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
     text_offset: list[int]  # where each token starts in the choice's text
 
     @classmethod
-    def of(cls, tokens: list[TokenLogprob] | None, start: int = 0) -> CompletionLogprobs | None:
-        """The logprobs of tokens whose text begins ``start`` characters into the choice."""
+    def of(
+        cls, tokens: list[TokenLogprob] | None, start: int = 0, first_token: str | None = None
+    ) -> CompletionLogprobs | None:
+        """The logprobs of tokens whose text begins ``start`` characters into the choice,
+        after ``first_token`` (an echoed prompt's first token) where there is one."""
         if tokens is None:
             return None
+        unpredicted = [] if first_token is None else [first_token]
+        texts = [*unpredicted, *(t.token for t in tokens)]
         offsets = []
-        for t in tokens:
+        for text in texts:
             offsets.append(start)
-            start += len(t.token)
+            start += len(text)
         return cls(
-            tokens=[t.token for t in tokens],
-            token_logprobs=[_finite(t.logprob) for t in tokens],
-            top_logprobs=[{token: _finite(lp) for token, lp in t.top} for t in tokens],
+            tokens=texts,
+            token_logprobs=[None] * len(unpredicted) + [_finite(t.logprob) for t in tokens],
+            top_logprobs=[None] * len(unpredicted)
+            + [{token: _finite(lp) for token, lp in t.top} for t in tokens],
             text_offset=offsets,
         )
 

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -189,14 +190,46 @@ class ChatReply:
         yield _sse("[DONE]")
 
 
-class CompletionReply:
-    """Text completion objects and chunks for one request (n choices per prompt)."""
+@dataclass(frozen=True)
+class Echo:
+    """What ``echo`` puts before a choice's text: its prompt, and the text of the prompt's
+    first token (the one token whose logprob is null)."""
 
-    def __init__(self, model: str, prompt_tokens: int):
+    text: str
+    first_token: str
+
+
+class CompletionReply:
+    """Text completion objects and chunks for one request (n choices per prompt); ``echoes``,
+    one per choice, put its prompt first."""
+
+    def __init__(self, model: str, prompt_tokens: int, echoes: list[Echo] | None = None):
         self.id = f"cmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
         self.prompt_tokens = prompt_tokens
+        self.echoes = echoes
+
+    def _choice(
+        self, index: int, piece: GenResult, start: int, first: bool, finish: str | None
+    ) -> CompletionChoice:
+        """A choice, or a piece of one whose text begins ``start`` characters into it; the
+        first piece carries the echoed prompt, and its tokens' logprobs, before its own."""
+        echo = self.echoes[index] if self.echoes and first else None
+        if echo is None:
+            logprobs = CompletionLogprobs.of(piece.logprobs, start)
+            return CompletionChoice(
+                index=index, text=piece.text, logprobs=logprobs, finish_reason=finish
+            )
+        tokens = None
+        if piece.logprobs is not None:
+            tokens = [*(piece.prompt_logprobs or []), *piece.logprobs]
+        return CompletionChoice(
+            index=index,
+            text=echo.text + piece.text,
+            logprobs=CompletionLogprobs.of(tokens, start, echo.first_token),
+            finish_reason=finish,
+        )
 
     def _response(
         self, choices: list[CompletionChoice], usage: UsageInfo | None = None
@@ -207,12 +240,7 @@ class CompletionReply:
 
     def whole(self, results: list[GenResult]) -> CompletionResponse:
         choices = [
-            CompletionChoice(
-                index=n,
-                text=r.text,
-                logprobs=CompletionLogprobs.of(r.logprobs),
-                finish_reason=_finish_reason(r.finish_reason),
-            )
+            self._choice(n, r, 0, True, _finish_reason(r.finish_reason))
             for n, r in enumerate(results)
         ]
         completion_tokens = sum(r.output_tokens for r in results)
@@ -226,16 +254,14 @@ class CompletionReply:
     ) -> AsyncIterator[bytes]:
         tokens = 0
         text_sent = [0] * len(streams)  # characters of each choice so far: logprob offsets
+        started: set[int] = set()
         async for index, piece in _interleave(streams, abandoned):
             tokens += piece.output_tokens
             finish = _finish_reason(piece.finish_reason) if piece.finish_reason else None
-            choice = CompletionChoice(
-                index=index,
-                text=piece.text,
-                logprobs=CompletionLogprobs.of(piece.logprobs, text_sent[index]),
-                finish_reason=finish,
-            )
-            text_sent[index] += len(piece.text)
+            first = index not in started
+            started.add(index)
+            choice = self._choice(index, piece, text_sent[index], first, finish)
+            text_sent[index] += len(choice.text)
             yield _sse(self._response([choice]))
         if include_usage:
             yield _sse(self._response([], UsageInfo.of(self.prompt_tokens, tokens)))

@@ -27,7 +27,7 @@ from qaserve.api.openai.protocol import (
     TokenizeResponse,
     template_messages,
 )
-from qaserve.api.openai.replies import ChatReply, CompletionReply, event_stream
+from qaserve.api.openai.replies import ChatReply, CompletionReply, Echo, event_stream
 from qaserve.api.serving import ServingBase
 from qaserve.core.prompts import PromptBuilder
 from qaserve.engine import Engine, GenParams
@@ -110,7 +110,10 @@ class OpenAIServing(ServingBase):
         prompts = body.prompts()
         what = f"{len(prompts)} prompts times n={body.n} choices"
         self.check_batch(len(prompts) * body.n, "n", what)
-        ids = self.prompts.completion_ids(prompts)
+        try:
+            ids = self.prompts.completion_ids(prompts)
+        except ValueError as exc:
+            raise OpenAIError(400, str(exc), "prompt") from None
         if not all(ids):
             raise OpenAIError(400, "a prompt has no tokens: there is nothing to continue", "prompt")
         # Choice index = prompt index * n + choice number, as vLLM numbers them.
@@ -122,7 +125,15 @@ class OpenAIServing(ServingBase):
             )
             choice_params += self._choices(params, body)
             choice_ids += [prompt_ids] * body.n
-        reply = CompletionReply(self.models.base_name, sum(map(len, ids)))
+        echoes = None
+        if body.echo:
+            texts = [p if isinstance(p, str) else self.prompts.decode(p) for p in prompts]
+            echoes = [
+                Echo(text, self.prompts.decode(prompt_ids[:1]))
+                for text, prompt_ids in zip(texts, ids, strict=True)
+                for _ in range(body.n)
+            ]
+        reply = CompletionReply(self.models.base_name, sum(map(len, ids)), echoes)
         if body.stream:
             streams = list(map(self.engine.stream, choice_ids, choice_params))
             return event_stream(reply.events(streams, body.include_usage, abandoned))
