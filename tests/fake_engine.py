@@ -76,9 +76,13 @@ class FakeEngine:
         # One token per character, cut at the budget, as an engine would stop.
         kept = text[: params.max_tokens]
         finish = "length" if len(kept) < len(text) else "stop"
-        result = GenResult(kept, len(kept), finish, cls._logprobs(kept, params))
-        result.prompt_logprobs = cls._prompt_logprobs(prompt_ids, params)
-        return result
+        return GenResult(
+            kept,
+            len(kept),
+            finish,
+            cls._logprobs(kept, params),
+            cls._prompt_logprobs(prompt_ids, params),
+        )
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         text = self._next(prompt_ids, params)  # recorded, then held at the gate

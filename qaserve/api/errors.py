@@ -110,7 +110,7 @@ def server_error(exc: BaseException) -> OpenAIError:
     """What a client is told of a failure inside the server (the traceback goes to the log)."""
     if isinstance(exc, EngineDeadError):
         return OpenAIError(503, f"{exc}; the server exits to be restarted", None, "engine_dead")
-    if isinstance(exc, AdmissionError):  # in a stream: stopped by the drain
+    if isinstance(exc, AdmissionError):  # refused, or stopped by the drain
         return OpenAIError(exc.status, str(exc), None, exc.code)
     return OpenAIError(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error")
 
@@ -138,25 +138,27 @@ async def _openai_error(request: Request, exc: OpenAIError):
     return exc.response()
 
 
-async def _too_large(request: Request, exc: BodyTooLarge):
+def _in_route_shape(
+    request: Request, error: OpenAIError, headers: dict[str, str] | None = None
+) -> OrjsonResponse:
+    """``error`` in OpenAI's shape on the OpenAI routes, as FastAPI's ``detail`` elsewhere."""
     if _is_openai(request):
-        return OpenAIError(413, str(exc), None, "request_too_large").response()
-    return OrjsonResponse({"detail": str(exc)}, status_code=413)
+        return error.response(headers)
+    return OrjsonResponse({"detail": error.info.message}, status_code=error.status, headers=headers)
+
+
+async def _too_large(request: Request, exc: BodyTooLarge):
+    return _in_route_shape(request, OpenAIError(413, str(exc), None, "request_too_large"))
 
 
 async def _not_admitted(request: Request, exc: AdmissionError):
-    if _is_openai(request):
-        return OpenAIError(exc.status, str(exc), None, exc.code).response(exc.headers)
-    return OrjsonResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
+    return _in_route_shape(request, server_error(exc), exc.headers)
 
 
 async def _server_error(request: Request, exc: Exception):
     if not isinstance(exc, EngineDeadError):
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    error = server_error(exc)
-    if _is_openai(request):
-        return error.response()
-    return OrjsonResponse({"detail": error.info.message}, status_code=error.status)
+    return _in_route_shape(request, server_error(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:
