@@ -57,6 +57,12 @@ def test_vllm_failure_falls_back_to_transformers(tiny_model, tmp_path):
         for token in tokens:
             assert token["token"] == token["top_logprobs"][0]["token"]
             assert token["logprob"] == pytest.approx(token["top_logprobs"][0]["logprob"])
+        # It cannot constrain an answer: structured outputs are refused by name, not ignored.
+        assert info["constrains_output"] is False
+        constrained = {**chat, "response_format": {"type": "json_object"}}
+        refused = http.post("/v1/chat/completions", json=constrained)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "response_format"
 
 
 def test_use_vllm_true_refuses_to_fall_back(tiny_model, tmp_path):

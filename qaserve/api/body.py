@@ -90,7 +90,10 @@ def _inline_refs(node, defs: dict):
         return node
     if "$ref" in node:
         return _inline_refs(defs[node["$ref"].rsplit("/", 1)[1]], defs)
-    return {key: _inline_refs(value, defs) for key, value in node.items() if key != "$defs"}
+    inlined = {key: _inline_refs(value, defs) for key, value in node.items() if key != "$defs"}
+    if "discriminator" in node:  # its mapping names the definitions: the property suffices
+        inlined["discriminator"] = {"propertyName": node["discriminator"]["propertyName"]}
+    return inlined
 
 
 def json_body_schema(model: type[BaseModel]) -> dict:

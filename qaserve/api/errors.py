@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from qaserve.api.admission import AdmissionError
 from qaserve.api.body import BodyTooLarge, OrjsonResponse
-from qaserve.engine import EngineDeadError
+from qaserve.engine import EngineDeadError, RequestRefused
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,8 @@ def server_error(exc: BaseException) -> OpenAIError:
         return OpenAIError(503, f"{exc}; the server exits to be restarted", None, "engine_dead")
     if isinstance(exc, AdmissionError):  # refused, or stopped by the drain
         return OpenAIError(exc.status, str(exc), None, exc.code)
+    if isinstance(exc, RequestRefused):
+        return OpenAIError(400, f"the engine refused the request: {exc}", None, "invalid_request")
     return OpenAIError(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error")
 
 
@@ -156,7 +158,7 @@ async def _not_admitted(request: Request, exc: AdmissionError):
 
 
 async def _server_error(request: Request, exc: Exception):
-    if not isinstance(exc, EngineDeadError):
+    if not isinstance(exc, EngineDeadError | RequestRefused):
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _in_route_shape(request, server_error(exc))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 OPEN, CLOSE = "<think>", "</think>"
 
 
-def _held_prefix(text: str, tag: str) -> int:
+def held_prefix(text: str, tag: str) -> int:
     """Length of the longest end of ``text`` that could begin ``tag``."""
     for size in range(min(len(tag) - 1, len(text)), 0, -1):
         if tag.startswith(text[-size:]):
@@ -43,7 +43,7 @@ class ReasoningSplitter:
             self._buffer = self._buffer.replace(OPEN, "")
             end = self._buffer.find(CLOSE)
             if end < 0:
-                keep = max(_held_prefix(self._buffer, CLOSE), _held_prefix(self._buffer, OPEN))
+                keep = max(held_prefix(self._buffer, CLOSE), held_prefix(self._buffer, OPEN))
                 reasoning, self._buffer = _split(self._buffer, len(self._buffer) - keep)
                 return reasoning, ""
             reasoning = self._buffer[:end]

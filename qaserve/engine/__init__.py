@@ -11,6 +11,8 @@ from qaserve.engine.types import (
     EngineStart,
     GenParams,
     GenResult,
+    OutputConstraint,
+    RequestRefused,
     TokenLogprob,
 )
 
@@ -21,5 +23,7 @@ __all__ = [
     "EngineStart",
     "GenParams",
     "GenResult",
+    "OutputConstraint",
+    "RequestRefused",
     "TokenLogprob",
 ]

@@ -26,6 +26,30 @@ class EngineStart:
 
 
 @dataclass(frozen=True)
+class OutputConstraint:
+    """What the answer must match, enforced token by token by the engine (vLLM's structured
+    outputs): one of a JSON schema (as JSON text, so the params stay hashable), any JSON
+    object, a regex, a choice among strings, or an EBNF grammar."""
+
+    json_schema: str | None = None
+    json_object: bool = False
+    regex: str | None = None
+    choice: tuple[str, ...] | None = None
+    grammar: str | None = None
+
+    def engine_fields(self) -> dict:
+        """The keywords of vLLM's StructuredOutputsParams (GuidedDecodingParams in 0.10)."""
+        fields_ = {
+            "json": self.json_schema,
+            "json_object": self.json_object or None,
+            "regex": self.regex,
+            "choice": list(self.choice) if self.choice is not None else None,
+            "grammar": self.grammar,
+        }
+        return {name: value for name, value in fields_.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class GenParams:
     """Sampling and stopping for one prompt."""
 
@@ -51,6 +75,8 @@ class GenParams:
     adapter: str | None = None
     # The engine's order under SCHEDULING_POLICY=priority: lower first (vLLM's meaning).
     priority: int = 0
+    # What the answer must match (None: anything); only engines with constrains_output do it.
+    constraint: OutputConstraint | None = None
 
     def engine_sampling(self) -> dict:
         """The fields an engine's sampling takes (vLLM's SamplingParams keywords)."""
@@ -60,8 +86,9 @@ class GenParams:
 
 
 # GenParams fields outside the engine's sampling: the stopping qaserve enforces itself, and
-# what goes with the request to the engine apart (the adapter, the priority).
-NOT_SAMPLING = frozenset({"max_sentences", "sentence_endings", "adapter", "priority"})
+# what goes with the request to the engine apart (the adapter, the priority) or in vLLM's own
+# class (the constraint).
+NOT_SAMPLING = frozenset({"max_sentences", "sentence_endings", "adapter", "priority", "constraint"})
 
 
 @dataclass(frozen=True)
@@ -96,11 +123,18 @@ class BackendInfo:
     details: dict = field(default_factory=dict)
     # Settings the start ladder changed to bring the engine up (the server runs with them).
     adjusted: dict = field(default_factory=dict)
+    # Whether GenParams.constraint is honoured (structured outputs, forced tool calls).
+    constrains_output: bool = False
 
 
 class EngineConfigError(ValueError):
     """The engine settings ask for what the installed engine cannot do: the server stops
     (no retry, no fallback, which would serve other than configured)."""
+
+
+class RequestRefused(ValueError):
+    """The engine refused a request's parameters before generating (a schema or grammar it
+    cannot compile): the client's error, not the server's."""
 
 
 class EngineDeadError(RuntimeError):

@@ -35,6 +35,7 @@ from qaserve.engine.types import (
     EngineStart,
     GenParams,
     GenResult,
+    RequestRefused,
     TokenLogprob,
     count_sentence_ends,
     join_chunks,
@@ -108,6 +109,9 @@ SETTING_OF_KEYWORD = {
     "enable_lora": "lora_adapters",
     "max_loras": "lora_adapters",
     "max_lora_rank": "lora_adapters",
+    "structured_outputs_config": "compact_json",
+    "guided_decoding_backend": "compact_json",
+    "guided_decoding_disable_any_whitespace": "compact_json",
 }
 # One log line per request costs real time in a 512-item batch. 0.10 names the switch
 # disable_log_requests, later releases enable_log_requests: one of the two is always left out.
@@ -134,7 +138,31 @@ def engine_kwargs(
     }
     kept = drop_unaccepted(named, accepted, vllm_version, (model, settings))
     logs_off = {key: value for key, value in REQUEST_LOGS_OFF.items() if key in accepted}
-    return {**logs_off, **kept, **settings.vllm_engine_args}
+    compact = compact_json_kwargs(accepted) if settings.compact_json else {}
+    return {**logs_off, **kept, **compact, **settings.vllm_engine_args}
+
+
+def compact_json_kwargs(accepted: set[str]) -> dict:
+    """The engine arguments for compact constrained JSON: a structured-outputs config in
+    current releases, two guided-decoding arguments in 0.10. Both take the xgrammar backend,
+    the one vLLM allows the switch on (and "auto"'s first choice)."""
+    if "structured_outputs_config" in accepted:
+        config = {"backend": "xgrammar", "disable_any_whitespace": True}
+        return {"structured_outputs_config": config}
+    return {"guided_decoding_backend": "xgrammar", "guided_decoding_disable_any_whitespace": True}
+
+
+def engine_args(kwargs: dict):
+    """vLLM's AsyncEngineArgs from the keywords: a structured-outputs config given as a dict
+    (as /info shows it) becomes vLLM's class, which AsyncEngineArgs does not build itself."""
+    from vllm import AsyncEngineArgs
+
+    config = kwargs.get("structured_outputs_config")
+    if isinstance(config, dict):
+        from vllm.config import StructuredOutputsConfig
+
+        kwargs = {**kwargs, "structured_outputs_config": StructuredOutputsConfig(**config)}
+    return AsyncEngineArgs(**kwargs)
 
 
 def check_engine_args(extra: dict, accepted: set[str], vllm_version: str) -> None:
@@ -207,7 +235,21 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False):
     from vllm.sampling_params import RequestOutputKind
 
     kind = RequestOutputKind.DELTA if incremental else RequestOutputKind.FINAL_ONLY
-    return SamplingParams(**params.engine_sampling(), output_kind=kind)
+    taken = params.engine_sampling()
+    if params.constraint is not None:
+        taken.update(structured_outputs(params.constraint.engine_fields()))
+    return SamplingParams(**taken, output_kind=kind)
+
+
+def structured_outputs(fields: dict) -> dict:
+    """The SamplingParams keyword for a constraint in the installed vLLM: structured_outputs
+    (StructuredOutputsParams) in current releases, guided_decoding (GuidedDecodingParams)
+    in 0.10."""
+    from vllm import sampling_params
+
+    if hasattr(sampling_params, "StructuredOutputsParams"):
+        return {"structured_outputs": sampling_params.StructuredOutputsParams(**fields)}
+    return {"guided_decoding": sampling_params.GuidedDecodingParams(**fields)}
 
 
 def token_logprobs(token_ids, positions, top: int) -> list[TokenLogprob]:
@@ -267,7 +309,7 @@ class VllmEngine:
             logger.warning("speculative decoding off: %s", spec_note)
         accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(model, settings, accepted, spec, vllm.__version__)
-        args = AsyncEngineArgs(**kwargs)
+        args = engine_args(kwargs)
         export_to_vllm(environment)
         engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
@@ -285,6 +327,7 @@ class VllmEngine:
                 "scheduling": SCHEDULING[by_priority],
             },
             adjusted=resolved,
+            constrains_output=True,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
         return cls(engine, info, model.lora_adapters, by_priority)
@@ -340,7 +383,7 @@ class VllmEngine:
         )
         if self._dead is not None:
             raise self._dead_error()
-        ends, engine_finished = 0, False
+        ends, engine_finished, answered = 0, False, False
         task = asyncio.current_task()
         self._requests.add(task)
         self.stats["running"] += 1
@@ -348,7 +391,7 @@ class VllmEngine:
             # Leaving early (sentence cap, client gone) closes the stream: vLLM aborts it.
             async with aclosing(stream):
                 async for output in stream:
-                    engine_finished = output.finished
+                    answered, engine_finished = True, output.finished
                     piece = output.outputs[0]
                     finish = piece.finish_reason if output.finished else None
                     if params.max_sentences and finish is None:
@@ -374,6 +417,10 @@ class VllmEngine:
                 task.uncancel()
             raise self._dead_error() from None
         except Exception as exc:
+            if not answered and _is_refusal(exc):
+                # vLLM checks a request's parameters as it takes it in (a structured-output
+                # schema or grammar it cannot compile): nothing was generated.
+                raise RequestRefused(str(exc)) from exc
             if type(exc).__name__ not in _VLLM_DEAD_ERRORS:
                 raise
             self._declare_dead(f"{type(exc).__name__}: {exc}")
@@ -437,6 +484,13 @@ class VllmEngine:
         stop = getattr(self._engine, "shutdown", None) or self._engine.shutdown_background_loop
         stop()
         logger.info("vLLM engine shut down")
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """Whether vLLM refused a request as invalid: its ValueError in 0.10, its
+    VLLMClientError (no ValueError) in current releases."""
+    kinds = {kind.__name__ for kind in type(exc).__mro__}
+    return isinstance(exc, ValueError) or "VLLMClientError" in kinds
 
 
 def _alive(process) -> bool:

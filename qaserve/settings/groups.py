@@ -117,6 +117,10 @@ class EngineSettings(BaseModel):
     # The order vLLM takes waiting requests in: "priority" (a request's priority, lower
     # first, then arrival) or "fcfs" (arrival only).
     scheduling_policy: Literal["priority", "fcfs"] = "priority"
+    # Constrained JSON (structured outputs, forced tool calls) without whitespace between its
+    # tokens, on vLLM's xgrammar backend (vLLM allows the switch on no other): a small model
+    # can otherwise spend its whole budget on blanks and never close the object.
+    compact_json: bool = True
     # Any other argument of the installed vLLM's AsyncEngineArgs, by its name (a JSON
     # object). Checked at start: a name this vLLM lacks, or one a setting here builds, fails it.
     vllm_engine_args: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)

@@ -3,6 +3,7 @@ speak them (the error body is in qaserve/api/errors.py, /v1/models' in qaserve/a
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -17,8 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from qaserve.api.openai.structured import StructuredRequest, constraint_fields
+from qaserve.api.openai.tools import DeltaToolCall, ToolCall, ToolChoice, ToolDefinition, ToolUse
 from qaserve.api.sampling import SamplingRequest
-from qaserve.engine import GenParams, TokenLogprob
+from qaserve.engine import GenParams, OutputConstraint, TokenLogprob
 from qaserve.settings.fields import MaxTokens, Priority
 
 # Alternatives per token: vLLM's engine default max_logprobs (OpenAI allows 20 on chat, 5 on
@@ -32,15 +35,6 @@ ChoiceCount = Annotated[int, Field(ge=1, le=128)]
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
-
-
-class TextFormat(BaseModel):
-    type: Literal["text"]  # json_object and json_schema: not supported by this server
-
-
-def _refuse_tool_choice(value: object) -> None:
-    if value not in (None, "none"):
-        raise ValueError("tools are not supported by this server")
 
 
 def _refuse_modalities(value: object) -> None:
@@ -64,13 +58,12 @@ def _refuse(value: object) -> None:
 Unsupported = Annotated[Any, AfterValidator(_refuse)]
 
 
-class OpenAIRequest(SamplingRequest):
+class OpenAIRequest(SamplingRequest, StructuredRequest):
     model: StrictStr | None = None
     n: ChoiceCount = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     logit_bias: Unsupported = None
-    response_format: TextFormat | None = None
     # vLLM's field: the engine's order under SCHEDULING_POLICY=priority, lower first
     # (/predict items go as PREDICT_PRIORITY, 10 by default: after these).
     priority: Priority = 0
@@ -86,9 +79,18 @@ class OpenAIRequest(SamplingRequest):
         """Alternatives wanted per generated token; None: no logprobs at all."""
         return None
 
+    def output_constraint(self) -> OutputConstraint | None:
+        """What the answer must match, from whichever field asks for it."""
+        return self.requested_constraint()
+
     def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
         chosen = super().to_gen_params(configured, max_tokens)
-        return replace(chosen, logprobs=self.logprob_count(), priority=self.priority)
+        return replace(
+            chosen,
+            logprobs=self.logprob_count(),
+            priority=self.priority,
+            constraint=self.output_constraint(),
+        )
 
 
 class TextPart(BaseModel):
@@ -96,19 +98,60 @@ class TextPart(BaseModel):
     text: StrictStr
 
 
+def _arguments_object(call: ToolCall) -> dict:
+    """A call's arguments as the chat template writes them back (an object, as vLLM hands
+    them to templates)."""
+    try:
+        arguments = json.loads(call.function.arguments)
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise ValueError(f"tool call {call.id}: function.arguments must be a JSON object")
+    return arguments
+
+
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: StrictStr | list[TextPart]
+    role: Literal["system", "user", "assistant", "tool"]
+    # None only on an assistant message that calls tools.
+    content: StrictStr | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's calls, answered by tool messages
+    tool_call_id: StrictStr | None = None  # the call a tool message answers
+    name: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ChatMessage:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message carries tool_calls")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content")
+        for call in self.tool_calls or []:
+            _arguments_object(call)
+        return self
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
         return "".join(part.text for part in self.content)
+
+    def for_template(self) -> dict:
+        rendered: dict = {"role": self.role, "content": self.text()}
+        if self.tool_calls:
+            rendered["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": _arguments_object(call)},
+                }
+                for call in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            rendered["tool_call_id"] = self.tool_call_id
+        return rendered
 
 
 def template_messages(messages: list[ChatMessage]) -> list[dict]:
     """The messages as the chat template takes them."""
-    return [{"role": m.role, "content": m.text()} for m in messages]
+    return [m.for_template() for m in messages]
 
 
 class ThinkingChoice(BaseModel):
@@ -132,8 +175,9 @@ class ChatCompletionRequest(OpenAIRequest, ThinkingChoice):
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
     top_logprobs: LogprobCount | None = None
-    tools: Unsupported = None
-    tool_choice: Annotated[Any, AfterValidator(_refuse_tool_choice)] = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     functions: Unsupported = None
     function_call: Unsupported = None
     audio: Unsupported = None
@@ -147,6 +191,27 @@ class ChatCompletionRequest(OpenAIRequest, ThinkingChoice):
         if value is not None and not info.data.get("logprobs"):
             raise ValueError("top_logprobs needs logprobs: true")
         return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_fits(cls, choice: ToolChoice | None, info: ValidationInfo) -> ToolChoice:
+        if choice in (None, "none"):
+            return choice
+        names = [tool.function.name for tool in info.data.get("tools") or []]
+        if not names:
+            raise ValueError("there are no tools to call")
+        if not isinstance(choice, str) and choice.function.name not in names:
+            raise ValueError(f"no tool is named {choice.function.name!r}")
+        constrained = constraint_fields(info.data)
+        if choice != "auto" and constrained:
+            raise ValueError(f"a forced call and {constrained[0]} each constrain the answer")
+        return choice
+
+    def tool_use(self) -> ToolUse:
+        return ToolUse(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+    def output_constraint(self) -> OutputConstraint | None:
+        return self.tool_use().constraint() or self.requested_constraint()
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -201,6 +266,7 @@ class CompletionRequest(OpenAIRequest):
 
 # The fields that shape a chat prompt: with ``prompt`` they would ask for nothing.
 CHAT_ONLY_FIELDS = {
+    "tools",
     "add_generation_prompt",
     "continue_final_message",
     "mode",
@@ -215,6 +281,7 @@ class TokenizeRequest(ThinkingChoice):
     model: StrictStr | None = None
     prompt: StrictStr | None = None
     messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    tools: list[ToolDefinition] | None = None  # rendered into the messages' prompt
     # vLLM's defaults: true for a prompt, false for messages (the template writes them).
     add_special_tokens: bool | None = None
     add_generation_prompt: bool = True
@@ -270,11 +337,13 @@ class UsageInfo(BaseModel):
 
 
 FinishReason = Literal["stop", "length"]
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # None: the answer is tool calls
+    tool_calls: list[ToolCall] = Field(default_factory=list)
     # vLLM's Qwen3 parser says reasoning_content; newer vLLM releases say reasoning.
     reasoning_content: str | None = None
     reasoning: str | None = None
@@ -324,7 +393,7 @@ class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     logprobs: ChatLogprobs | None = None
-    finish_reason: FinishReason
+    finish_reason: ChatFinishReason
 
 
 class ReplyEnvelope(BaseModel):
@@ -347,13 +416,14 @@ class DeltaMessage(BaseModel):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: DeltaMessage
     logprobs: ChatLogprobs | None = None
-    finish_reason: FinishReason | None = None
+    finish_reason: ChatFinishReason | None = None
 
 
 class ChatCompletionChunk(ReplyEnvelope):

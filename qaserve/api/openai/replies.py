@@ -28,8 +28,9 @@ from qaserve.api.openai.protocol import (
     DeltaMessage,
     UsageInfo,
 )
+from qaserve.api.openai.tools import DeltaToolCall, ToolUse
 from qaserve.core.reasoning import ReasoningSplitter, split_reasoning
-from qaserve.engine import GenResult
+from qaserve.engine import GenResult, RequestRefused
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for event in events:
             yield event
     except Exception as exc:
-        if not isinstance(exc, Unfinished):  # the drain logs what it stops
+        # The drain logs what it stops; a refused request is the client's error.
+        if not isinstance(exc, Unfinished | RequestRefused):
             logger.error("stream failed", exc_info=exc)
         yield _sse(server_error(exc).model())
         yield _sse("[DONE]")
@@ -97,24 +99,52 @@ async def _interleave(
             task.cancel()
 
 
+class _StreamedChoice:
+    """One streamed chat choice's text, split as it comes into reasoning and answer, the
+    answer's possible tool calls held back until it is complete."""
+
+    def __init__(self, thinking: bool, tools: ToolUse):
+        self.reasoning = ReasoningSplitter(thinking)
+        self.calls = tools.splitter()
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """(reasoning, answer) text that is certain after this piece."""
+        reasoning, answer = self.reasoning.feed(text)
+        return reasoning, self.calls.feed(answer) if self.calls else answer
+
+    def finish(self) -> tuple[str, str]:
+        """(reasoning, answer) still held, once the text is complete; with calls possible,
+        the answer is all that may be calls."""
+        reasoning, answer = self.reasoning.finish()
+        if self.calls is None:
+            return reasoning, answer
+        released = self.calls.feed(answer)
+        return reasoning, released + self.calls.finish()
+
+
 class ChatReply:
     """Chat completion objects and chunks for one request, one choice per engine request."""
 
-    def __init__(self, model: str, thinking: bool, prompt_tokens: int):
+    def __init__(self, model: str, thinking: bool, prompt_tokens: int, tools: ToolUse):
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
         self.thinking = thinking
         self.prompt_tokens = prompt_tokens
+        self.tools = tools
 
     def _choice(self, index: int, result: GenResult) -> ChatChoice:
         reasoning, answer = split_reasoning(result.text, self.thinking)
         shown = reasoning if self.thinking else None
+        content, calls = self.tools.calls(answer)
+        message = AssistantMessage(
+            content=content, tool_calls=calls, reasoning_content=shown, reasoning=shown
+        )
         return ChatChoice(
             index=index,
-            message=AssistantMessage(content=answer, reasoning_content=shown, reasoning=shown),
+            message=message,
             logprobs=ChatLogprobs.of(result.logprobs),
-            finish_reason=_finish_reason(result.finish_reason),
+            finish_reason=self.tools.finish_reason(_finish_reason(result.finish_reason), calls),
         )
 
     def whole(self, results: list[GenResult]) -> ChatCompletionResponse:
@@ -155,10 +185,17 @@ class ChatReply:
             for n, delta in enumerate(deltas)
         ]
 
-    def _close(self, index: int, splitter: ReasoningSplitter, finish: str | None) -> list[bytes]:
-        """What the splitter still held back, then the choice's finish reason."""
-        chunks = [self._delta(index, delta) for delta in self._deltas(*splitter.finish())]
-        chunks.append(self._delta(index, DeltaMessage(), finish_reason=_finish_reason(finish)))
+    def _close(self, index: int, choice: _StreamedChoice, finish: str | None) -> list[bytes]:
+        """What the splitters still held back (as text, or as the answer's tool calls), then
+        the choice's finish reason."""
+        reasoning, answer = choice.finish()
+        content, calls = self.tools.calls(answer) if choice.calls else (answer, [])
+        chunks = [self._delta(index, delta) for delta in self._deltas(reasoning, content or "")]
+        if calls:
+            pieces = [DeltaToolCall.of(n, call) for n, call in enumerate(calls)]
+            chunks.append(self._delta(index, DeltaMessage(tool_calls=pieces)))
+        reason = self.tools.finish_reason(_finish_reason(finish), calls)
+        chunks.append(self._delta(index, DeltaMessage(), finish_reason=reason))
         return chunks
 
     async def events(
@@ -167,7 +204,7 @@ class ChatReply:
         include_usage: bool,
         abandoned: asyncio.Future[Unfinished],
     ) -> AsyncIterator[bytes]:
-        splitters = [ReasoningSplitter(self.thinking) for _ in streams]
+        choices = [_StreamedChoice(self.thinking, self.tools) for _ in streams]
         open_choices = set(range(len(streams)))
         for index in open_choices:
             yield self._delta(index, DeltaMessage(role="assistant", content=""))
@@ -175,15 +212,15 @@ class ChatReply:
         # Leaving this loop (client gone) cancels the engine streams at once.
         async for index, piece in _interleave(streams, abandoned):
             tokens += piece.output_tokens
-            deltas = self._deltas(*splitters[index].feed(piece.text))
+            deltas = self._deltas(*choices[index].feed(piece.text))
             for chunk in self._piece(index, deltas, piece):
                 yield chunk
             if piece.finish_reason:
                 open_choices.discard(index)
-                for chunk in self._close(index, splitters[index], piece.finish_reason):
+                for chunk in self._close(index, choices[index], piece.finish_reason):
                     yield chunk
         for index in sorted(open_choices):  # a stream that ended without saying why
-            for chunk in self._close(index, splitters[index], None):
+            for chunk in self._close(index, choices[index], None):
                 yield chunk
         if include_usage:
             yield _sse(self._chunk([], UsageInfo.of(self.prompt_tokens, tokens)))

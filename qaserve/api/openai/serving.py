@@ -77,7 +77,15 @@ class OpenAIServing(ServingBase):
                 f"the {context_len}-token context"
             )
             raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
-        return replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
+        params = replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
+        if params.constraint is not None and not self.engine.info.constrains_output:
+            field = (body.constraint_fields() or ["tool_choice"])[0]
+            message = (
+                f"{field}: the {self.engine.info.backend} backend cannot constrain the answer "
+                "(structured outputs and forced tool calls need vLLM)"
+            )
+            raise OpenAIError(400, message, field)
+        return params
 
     def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
         """One GenParams per choice: seeded requests give choice i the seed plus i, as vLLM."""
@@ -91,12 +99,20 @@ class OpenAIServing(ServingBase):
         adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
         self.check_batch(body.n, "n", f"n={body.n} choices")
         thinking = body.thinking(self.api.default_mode)
-        prompt_text = self.prompts.render_chat(template_messages(body.messages), thinking)
+        tools = body.tool_use()
+        if thinking and body.output_constraint() is not None:
+            message = (
+                "a constrained answer (structured outputs, a forced tool call) leaves no room "
+                'for reasoning: send mode "fast" or chat_template_kwargs {"enable_thinking": false}'
+            )
+            raise OpenAIError(400, message, "mode")
+        messages = template_messages(body.messages)
+        prompt_text = self.prompts.render_chat(messages, thinking, tools=tools.template_tools())
         prompt_ids = self.prompts.token_ids(prompt_text)
         choices = self._choices(
             self._gen_params(body, adapter, len(prompt_ids), "messages", None), body
         )
-        reply = ChatReply(self.models.base_name, thinking, len(prompt_ids))
+        reply = ChatReply(self.models.base_name, thinking, len(prompt_ids), tools)
         if body.stream:
             streams = [self.engine.stream(prompt_ids, p) for p in choices]
             return event_stream(reply.events(streams, body.include_usage, abandoned))
@@ -151,6 +167,7 @@ class OpenAIServing(ServingBase):
                 body.thinking(self.api.default_mode),
                 body.add_generation_prompt,
                 body.continue_final_message,
+                [tool.model_dump(exclude_none=True) for tool in body.tools or []] or None,
             )
             ids = self.prompts.encode(text, bool(body.add_special_tokens))
         return TokenizeResponse(

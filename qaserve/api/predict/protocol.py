@@ -41,6 +41,7 @@ class InfoResponse(BaseModel):
     backend_version: str
     vllm_version: str | None
     fallback_reason: str | None
+    constrains_output: bool  # structured outputs and forced tool calls on /v1
     engine_details: dict[str, Any]
     model: str
     context_length: int

@@ -105,6 +105,7 @@ class PredictServing(ServingBase):
             backend_version=engine.version,
             vllm_version=engine.version if engine.backend == "vllm" else None,
             fallback_reason=engine.fallback_reason,
+            constrains_output=engine.constrains_output,
             engine_details=engine.details,
             model=self.start.model_dir,
             context_length=self.answerer.context_len,
