@@ -14,16 +14,6 @@ pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
 QUESTION = [{"role": "user", "content": "什么是CUDA中的warp？"}]
 
 
-@pytest.fixture(scope="module")
-def sdk(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEYS[1], max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def model(sdk):
-    return sdk.models.list().data[0].id
-
-
 def test_models_lists_the_served_model(sdk, tiny_model):
     models = sdk.models.list().data
     assert [m.id for m in models] == [tiny_model.name]

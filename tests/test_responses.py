@@ -5,21 +5,9 @@ budget making it incomplete, and the refusals of a stateless server."""
 import openai
 import pytest
 
-from tests.constants import API_KEYS
-
 pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
 
 QUESTION = "什么是CUDA中的warp？"
-
-
-@pytest.fixture(scope="module")
-def sdk(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEYS[1], max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def model(sdk):
-    return sdk.models.list().data[0].id
 
 
 def test_the_answer_is_the_chats_for_the_same_messages(sdk, model):
