@@ -1,6 +1,7 @@
 import json
 
 import httpx
+import openai
 import pytest
 
 from devtools.launcher import Server, stop_on_sigterm
@@ -35,3 +36,14 @@ def server(tiny_model, tmp_path_factory):
 def client(server):
     with httpx.Client(base_url=server.url, timeout=300) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def sdk(server):
+    """The official OpenAI SDK on the shared server's /v1."""
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEYS[1], max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def model(sdk):
+    return sdk.models.list().data[0].id

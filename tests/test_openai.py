@@ -14,16 +14,6 @@ pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
 QUESTION = [{"role": "user", "content": "什么是CUDA中的warp？"}]
 
 
-@pytest.fixture(scope="module")
-def sdk(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEYS[1], max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def model(sdk):
-    return sdk.models.list().data[0].id
-
-
 def test_models_lists_the_served_model(sdk, tiny_model):
     models = sdk.models.list().data
     assert [m.id for m in models] == [tiny_model.name]
@@ -91,23 +81,38 @@ def test_slow_mode_returns_reasoning_apart(sdk, model):
     assert "".join(p for p in pieces if p) == message.reasoning_content
 
 
-def test_client_disconnect_aborts_the_engine_request(server, model):
+def _chat_text(chunk: dict) -> bool:
+    return bool(chunk["choices"] and chunk["choices"][0]["delta"].get("content"))
+
+
+def _response_text(event: dict) -> bool:
+    return event["type"] == "response.output_text.delta"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "has_text"),
+    [
+        ("/v1/chat/completions", {"messages": QUESTION, "max_tokens": 900}, _chat_text),
+        ("/v1/responses", {"input": QUESTION, "max_output_tokens": 900}, _response_text),
+    ],
+)
+def test_client_disconnect_aborts_the_engine_request(server, model, path, body, has_text):
     def engine_stats():
         return httpx.get(server.url + "/info").json()["engine_stats"]
 
     before = engine_stats()
-    body = {"model": model, "messages": QUESTION, "max_tokens": 900, "stream": True}
+    body = {"model": model, **body, "stream": True}
     headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
     with httpx.stream(
-        "POST", server.url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+        "POST", server.url + path, json=body, headers=headers, timeout=60
     ) as response:
-        # Hang up once the engine has produced text: the first chunk (the role) can come
-        # before the engine request exists, and a hang-up then leaves nothing to abort.
+        # Hang up once the engine has produced text: the first events (the role, the response
+        # created) can come before the engine request exists, and a hang-up then leaves
+        # nothing to abort.
         for line in response.iter_lines():
             if not line.startswith("data: {"):
-                continue  # the blank line between events
-            chunk = json.loads(line.removeprefix("data: "))
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                continue  # the blank line between events, or an event's name
+            if has_text(json.loads(line.removeprefix("data: "))):
                 break
         else:
             pytest.fail("the stream ended before any text")

@@ -1,9 +1,9 @@
 """Admission: how much generating work the server takes at once, and the drain on SIGTERM.
 
-Every request of a generating route (/predict, /v1/chat/completions, /v1/completions) holds a
-``Ticket`` from the moment its body is parsed (before any tokenizing) until its response is
-sent, a stream's included. Its items are the engine requests it makes: a /predict batch's
-prompts, a /v1 request's prompts times ``n``. Past MAX_REQUESTS_IN_FLIGHT or
+Every request of a generating route (/predict, /v1/chat/completions, /v1/completions,
+/v1/responses) holds a ``Ticket`` from the moment its body is parsed (before any tokenizing)
+until its response is sent, a stream's included. Its items are the engine requests it makes: a
+/predict batch's prompts, a /v1 request's prompts times ``n``. Past MAX_REQUESTS_IN_FLIGHT or
 MAX_ITEMS_IN_FLIGHT a request is refused at once (``Overloaded``: 429 with Retry-After), except
 a lone one: with nothing in flight any request is admitted, so the judge's one batch always
 runs. Admitted work is what the server holds in memory, so a flood costs refusals, not memory.

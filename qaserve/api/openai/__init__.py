@@ -1,1 +1,1 @@
-"""The OpenAI-compatible API under /v1: models, chat completions, text completions."""
+"""The OpenAI-compatible API under /v1: models, chat completions, text completions, responses."""

@@ -7,14 +7,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from qaserve.api.admission import Unfinished
-from qaserve.api.errors import server_error
+from qaserve.api.errors import OpenAIError, server_error
 from qaserve.api.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -44,8 +44,15 @@ def _sse(payload: BaseModel | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The stream, or, when it fails midway, an error event and the closing [DONE]."""
+def _error_and_done(error: OpenAIError) -> list[bytes]:
+    """How a completion stream ends when it fails: the error object, then [DONE]."""
+    return [_sse(error.model()), _sse("[DONE]")]
+
+
+async def _guarded(
+    events: AsyncIterator[bytes], closing: Callable[[OpenAIError], list[bytes]]
+) -> AsyncIterator[bytes]:
+    """The stream, or, when it fails midway, the events ``closing`` ends it with."""
     try:
         async for event in events:
             yield event
@@ -53,13 +60,16 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         # The drain logs what it stops; a refused request is the client's error.
         if not isinstance(exc, Unfinished | RequestRefused):
             logger.error("stream failed", exc_info=exc)
-        yield _sse(server_error(exc).model())
-        yield _sse("[DONE]")
+        for event in closing(server_error(exc)):
+            yield event
 
 
-def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+def event_stream(
+    events: AsyncIterator[bytes], closing: Callable[[OpenAIError], list[bytes]] = _error_and_done
+) -> StreamingResponse:
+    """The events as server-sent events; ``closing`` gives the last ones of a failed stream."""
     # A client that goes away cancels this stream, which closes the engine stream: vLLM aborts.
-    return StreamingResponse(_guarded(events), media_type="text/event-stream")
+    return StreamingResponse(_guarded(events, closing), media_type="text/event-stream")
 
 
 async def _interleave(

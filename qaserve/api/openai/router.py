@@ -24,6 +24,7 @@ from qaserve.api.openai.protocol import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from qaserve.api.openai.responses import ResponseObject, ResponsesRequest
 from qaserve.api.openai.serving import OpenAIServing
 
 router = APIRouter(
@@ -33,13 +34,18 @@ router = APIRouter(
 )
 
 
-# One server-sent event: "data:" holds a JSON chunk, an error object, or "[DONE]".
+# One server-sent event: "data:" holds a JSON chunk, an error object, or "[DONE]"; on
+# /v1/responses "event:" names the typed event "data:" holds.
 SSE_EVENT = {
     "type": "object",
     "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
     "required": ["data"],
 }
-STREAM_NOTE = "With `stream: true`: server-sent events of chunks, ending with `data: [DONE]`."
+STREAM_NOTE = (
+    "With `stream: true`: server-sent events of chunks, ending with `data: [DONE]`; on "
+    "/v1/responses OpenAI's typed events, ending with `response.completed` or "
+    "`response.incomplete`."
+)
 
 
 def _serving(request: Request) -> OpenAIServing:
@@ -87,6 +93,17 @@ async def completions(
     ticket: Annotated[Ticket, Depends(admitted(CompletionRequest))],
 ):
     work = serving.completions(body, ticket.abandoned)
+    return await unless_disconnected(request, work, ticket.abandoned)
+
+
+@_generation_route("/responses", ResponsesRequest, ResponseObject)
+async def responses(
+    request: Request,
+    serving: Serving,
+    body: Annotated[ResponsesRequest, Depends(json_body(ResponsesRequest))],
+    ticket: Annotated[Ticket, Depends(admitted(ResponsesRequest))],
+):
+    work = serving.responses(body, ticket.abandoned)
     return await unless_disconnected(request, work, ticket.abandoned)
 
 

@@ -1,4 +1,5 @@
-"""The OpenAI API's serving object: chat and text completions on the shared engine.
+"""The OpenAI API's serving object: chat and text completions, and responses (served as
+chats), on the shared engine.
 
 Wire format as vLLM's server and the OpenAI SDK expect. Competition length control
 does not apply here: the client sets budgets and stops. ``mode`` picks fast (thinking
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import NamedTuple
 
 from fastapi.responses import Response
 
@@ -28,6 +30,7 @@ from qaserve.api.openai.protocol import (
     template_messages,
 )
 from qaserve.api.openai.replies import ChatReply, CompletionReply, Echo, event_stream
+from qaserve.api.openai.responses import ResponsesReply, ResponsesRequest
 from qaserve.api.serving import ServingBase
 from qaserve.core.prompts import PromptBuilder
 from qaserve.engine import Engine, GenParams
@@ -35,6 +38,14 @@ from qaserve.settings import ApiSettings
 
 # OpenAI's own default when a completion request names no max_tokens.
 COMPLETION_MAX_TOKENS = 16
+
+
+class ChatPrompt(NamedTuple):
+    """A chat's prompt as the engine takes it, and one GenParams per choice."""
+
+    thinking: bool
+    ids: list[int]
+    choices: list[GenParams]
 
 
 class OpenAIServing(ServingBase):
@@ -63,8 +74,11 @@ class OpenAIServing(ServingBase):
         prompt_len: int,
         prompt_field: str,
         default: int | None,
+        budget_field: str = "max_tokens",
+        format_field: str = "response_format",
     ) -> GenParams:
-        """Sampling from the request (settings fill the gaps), checked against the context."""
+        """Sampling from the request (settings fill the gaps), checked against the context;
+        errors name the request's prompt and budget fields."""
         context_len = self.prompts.context_len
         room = context_len - prompt_len
         if room <= 0:
@@ -76,10 +90,11 @@ class OpenAIServing(ServingBase):
                 f"max_tokens={max_tokens} plus the {prompt_len}-token prompt exceed "
                 f"the {context_len}-token context"
             )
-            raise OpenAIError(400, message, "max_tokens", "context_length_exceeded")
+            raise OpenAIError(400, message, budget_field, "context_length_exceeded")
         params = replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
         if params.constraint is not None and not self.engine.info.constrains_output:
             field = (body.constraint_fields() or ["tool_choice"])[0]
+            field = format_field if field == "response_format" else field
             message = (
                 f"{field}: the {self.engine.info.backend} backend cannot constrain the answer "
                 "(structured outputs and forced tool calls need vLLM)"
@@ -93,13 +108,18 @@ class OpenAIServing(ServingBase):
             return [params] * body.n
         return [replace(params, seed=params.seed + i) for i in range(body.n)]
 
-    async def chat(
-        self, body: ChatCompletionRequest, abandoned: asyncio.Future[Unfinished]
-    ) -> Response:
+    def _chat_prompt(
+        self,
+        body: ChatCompletionRequest,
+        prompt_field: str = "messages",
+        budget_field: str = "max_tokens",
+        format_field: str = "response_format",
+    ) -> ChatPrompt:
+        """A chat's prompt and choices; errors name ``prompt_field``, ``budget_field`` and
+        ``format_field`` (a Responses request is served as a chat, under its own names)."""
         adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
         self.check_batch(body.n, "n", f"n={body.n} choices")
         thinking = body.thinking(self.api.default_mode)
-        tools = body.tool_use()
         if thinking and body.output_constraint() is not None:
             message = (
                 "a constrained answer (structured outputs, a forced tool call) leaves no room "
@@ -107,17 +127,46 @@ class OpenAIServing(ServingBase):
             )
             raise OpenAIError(400, message, "mode")
         messages = template_messages(body.messages)
-        prompt_text = self.prompts.render_chat(messages, thinking, tools=tools.template_tools())
+        tools = body.tool_use().template_tools()
+        prompt_text = self.prompts.render_chat(messages, thinking, tools=tools)
         prompt_ids = self.prompts.token_ids(prompt_text)
-        choices = self._choices(
-            self._gen_params(body, adapter, len(prompt_ids), "messages", None), body
+        params = self._gen_params(
+            body, adapter, len(prompt_ids), prompt_field, None, budget_field, format_field
         )
-        reply = ChatReply(self.models.base_name, thinking, len(prompt_ids), tools)
+        return ChatPrompt(thinking, prompt_ids, self._choices(params, body))
+
+    async def chat(
+        self, body: ChatCompletionRequest, abandoned: asyncio.Future[Unfinished]
+    ) -> Response:
+        prompt = self._chat_prompt(body)
+        reply = ChatReply(self.models.base_name, prompt.thinking, len(prompt.ids), body.tool_use())
         if body.stream:
-            streams = [self.engine.stream(prompt_ids, p) for p in choices]
+            streams = [self.engine.stream(prompt.ids, p) for p in prompt.choices]
             return event_stream(reply.events(streams, body.include_usage, abandoned))
-        results = await self.engine.generate_batch([prompt_ids] * len(choices), choices)
+        results = await self.engine.generate_batch(
+            [prompt.ids] * len(prompt.choices), prompt.choices
+        )
         return model_response(reply.whole(results))
+
+    async def responses(
+        self, body: ResponsesRequest, abandoned: asyncio.Future[Unfinished]
+    ) -> Response:
+        """The Responses API on the chat's path: its request served as the chat it converts to."""
+        prompt = self._chat_prompt(body.to_chat(), "input", "max_output_tokens", "text.format")
+        [params] = prompt.choices
+        reply = ResponsesReply(
+            body,
+            self.models.base_name,
+            prompt.thinking,
+            len(prompt.ids),
+            params,
+            self.prompts.token_ids,
+        )
+        if body.stream:
+            events = reply.events(self.engine.stream(prompt.ids, params), abandoned)
+            return event_stream(events, reply.failure_events)
+        [result] = await self.engine.generate_batch([prompt.ids], [params])
+        return model_response(reply.whole(result))
 
     async def completions(
         self, body: CompletionRequest, abandoned: asyncio.Future[Unfinished]
