@@ -1,8 +1,8 @@
 """This server's OpenAI API against vLLM's own OpenAI server, the system users would pick
 instead: the same tiny model on the same engine settings (float32, eager), the same corpus of
 requests, and the answers must agree field by field (ids and timestamps aside), logprobs to a
-tolerance. Every difference left is intended and listed in docs/openai-api.md (#differences
-from vllms-own-server); the normalisation below names each one it leaves out.
+tolerance. Every difference left is intended and listed in docs/openai-api.md ("Differences
+from vLLM's own server"); the normalisation below names each one it leaves out.
 
 The corpus is a table of (id, route, body): a case for a new feature (structured outputs, tool
 calls) is one more row.
@@ -123,10 +123,9 @@ CORPUS = {
 # Left out of the comparison, each for a reason:
 # - per reply: ids, timestamps, vLLM's build (system_fingerprint, e.g. "vllm-0.32.0-6523f6e3");
 VOLATILE = {"id", "created", "system_fingerprint"}
-# - vLLM's own fields, not OpenAI's, that this server does not give (docs/openai-api.md,
-#   "Differences from vLLM's own server"): the stop string or token that ended a choice, the
-#   prompt's logprobs keyed by token id beside the echoed ones, and /v1/models' root (the
-#   model's path), permission list and owner.
+# - vLLM's own fields, not OpenAI's, that this server does not give: the stop string or token
+#   that ended a choice, the prompt's logprobs keyed by token id beside the echoed ones, and
+#   /v1/models' root (the model's path), permission list and owner.
 VLLM_ONLY = {"stop_reason", "prompt_logprobs", "root", "permission", "owned_by"}
 IGNORED = VOLATILE | VLLM_ONLY
 # - in streamed completions on vLLM 0.10, text_offset: its server advances it by the text sent,
@@ -202,8 +201,12 @@ def joined(before, piece):
 
 def differences(ours, theirs, path: str, tally: dict, ignored: set[str]) -> list[str]:
     """Where the two answers differ, by field path, leaving out the ``ignored`` fields; counts
-    the fields compared and the largest float difference in ``tally``."""
+    the fields compared, the largest float difference and the ignored fields that held
+    something in ``tally``."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in ignored - VOLATILE:
+            if ours.get(key) not in NOTHING or theirs.get(key) not in NOTHING:
+                tally["left_out"][key] = tally["left_out"].get(key, 0) + 1
         found = []
         for key in sorted((ours.keys() | theirs.keys()) - ignored):
             pair = ours.get(key), theirs.get(key)
@@ -246,7 +249,7 @@ def answer(client: httpx.Client, route: str, body: dict | None, model: str):
 
 def test_both_servers_answer_the_corpus_alike(server, vllm_server, tiny_model):
     headers = {"Authorization": f"Bearer {API_KEYS[0]}"}  # vLLM's server takes no key
-    tally = {"requests": 0, "fields": 0, "largest_float_gap": 0.0}
+    tally = {"requests": 0, "fields": 0, "largest_float_gap": 0.0, "left_out": {}}
     found = []
     stopped = []
     with (

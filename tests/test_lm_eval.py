@@ -109,8 +109,13 @@ def run_lm_eval(url: str, model: Path, tasks: Path, out: Path) -> tuple[dict, di
     return json.loads(results.read_text(encoding="utf-8"))["results"], responses
 
 
-def loglikelihoods(responses: dict) -> list[float]:
-    return [float(r[0][0]) for doc in sorted(responses) for r in responses[doc]]
+def loglikelihoods(responses: dict) -> list[tuple[float, bool]]:
+    """Each request's loglikelihood and whether the continuation was the greedy one."""
+    return [
+        (float(r[0][0]), str(r[0][1]) == "True")
+        for doc in sorted(responses)
+        for r in responses[doc]
+    ]
 
 
 def test_lm_eval_scores_this_server_as_vllms_own(server, vllm_server, tiny_model, tmp_path):
@@ -126,7 +131,8 @@ def test_lm_eval_scores_this_server_as_vllms_own(server, vllm_server, tiny_model
         loglikelihoods(responses["qaserve_mc"]) for _, responses in (ours, theirs)
     )
     assert len(ours_mc) == QUESTIONS * CHOICES
-    gap = max(abs(a - b) for a, b in zip(ours_mc, theirs_mc, strict=True))
+    gap = max(abs(a[0] - b[0]) for a, b in zip(ours_mc, theirs_mc, strict=True))
     assert gap <= LOGLIKELIHOOD_TOLERANCE
+    assert [greedy for _, greedy in ours_mc] == [greedy for _, greedy in theirs_mc]
     assert ours[1]["qaserve_gen"] == theirs[1]["qaserve_gen"]
     print(f"lm_eval: {json.dumps(scores[0])} on both; largest loglikelihood gap {gap}")
