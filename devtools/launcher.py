@@ -124,7 +124,18 @@ class Server:
             )
 
     def start(self, timeout: float = 600) -> Server:
+        """Spawn and wait until ``ready_path`` answers; on any failure (the server exits, the
+        timeout, an interrupt) kill what is left of its process group before raising."""
         self.spawn()
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        self.log_when_ready = self.log()
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -135,9 +146,7 @@ class Server:
                 self.refused_before_ready += 1
                 time.sleep(0.5)
                 continue
-            self.log_when_ready = self.log()
-            return self
-        self.kill()
+            return
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.tail()}")
 
     def log(self) -> str:

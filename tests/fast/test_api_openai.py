@@ -140,7 +140,12 @@ async def test_completion_logprobs_have_tokens_offsets_and_alternatives(start_ap
         logprobs = whole.logprobs
         assert logprobs.tokens == ["甲", "乙", "丙"] and logprobs.text_offset == [0, 1, 2]
         assert logprobs.token_logprobs == [-1.0, -0.5, -1 / 3]
-        assert logprobs.top_logprobs == [{"a": -2.0}, {"a": -1.5}, {"a": -1 / 3 - 1}]
+        # The likeliest alternative, and the token itself (OpenAI's logprobs + 1, as vLLM).
+        assert logprobs.top_logprobs == [
+            {"甲": -1.0, "a": -2.0},
+            {"乙": -0.5, "a": -1.5},
+            {"丙": -1 / 3, "a": -1 / 3 - 1},
+        ]
         stream = await sdk.completions.create(model=model, prompt="a", logprobs=1, stream=True)
         offsets = [
             o async for chunk in stream for c in chunk.choices for o in c.logprobs.text_offset

@@ -431,6 +431,12 @@ class ChatCompletionChunk(ReplyEnvelope):
     choices: list[ChatChunkChoice]
 
 
+def _alternatives(token: TokenLogprob) -> dict[str, float]:
+    """A token's alternatives in the legacy shape: the likeliest, and always the token itself
+    (OpenAI's rule, as vLLM gives it: up to logprobs + 1 entries)."""
+    return {token.token: _finite(token.logprob)} | {t: _finite(lp) for t, lp in token.top}
+
+
 class CompletionLogprobs(BaseModel):
     """The legacy completions shape: parallel lists, one entry per token; with ``echo`` the
     prompt's tokens come first, the very first with null logprobs (nothing predicts it)."""
@@ -457,8 +463,7 @@ class CompletionLogprobs(BaseModel):
         return cls(
             tokens=texts,
             token_logprobs=[None] * len(unpredicted) + [_finite(t.logprob) for t in tokens],
-            top_logprobs=[None] * len(unpredicted)
-            + [{token: _finite(lp) for token, lp in t.top} for t in tokens],
+            top_logprobs=[None] * len(unpredicted) + [_alternatives(t) for t in tokens],
             text_offset=offsets,
         )
 

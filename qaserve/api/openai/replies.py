@@ -300,15 +300,19 @@ class CompletionReply:
         abandoned: asyncio.Future[Unfinished],
     ) -> AsyncIterator[bytes]:
         tokens = 0
-        text_sent = [0] * len(streams)  # characters of each choice so far: logprob offsets
+        # Where each choice's next token starts: the lengths of its tokens' texts so far, as
+        # the whole reply counts them (a piece's text can be shorter: it holds back the bytes
+        # of an unfinished character, which its token's text shows as U+FFFD).
+        offsets = [0] * len(streams)
         started: set[int] = set()
         async for index, piece in _interleave(streams, abandoned):
             tokens += piece.output_tokens
             finish = _finish_reason(piece.finish_reason) if piece.finish_reason else None
             first = index not in started
             started.add(index)
-            choice = self._choice(index, piece, text_sent[index], first, finish)
-            text_sent[index] += len(choice.text)
+            choice = self._choice(index, piece, offsets[index], first, finish)
+            if choice.logprobs is not None and choice.logprobs.tokens:
+                offsets[index] = choice.logprobs.text_offset[-1] + len(choice.logprobs.tokens[-1])
             yield _sse(self._response([choice]))
         if include_usage:
             yield _sse(self._response([], UsageInfo.of(self.prompt_tokens, tokens)))
