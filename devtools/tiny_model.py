@@ -2,13 +2,15 @@
 
 The tokenizer is a byte-level BPE trained on the project's own text, the chat
 template follows Qwen3's (``enable_thinking`` adds an empty think block), and
-``<think>``/``</think>`` are added tokens, as in the real Qwen3 tokenizer.
+``<think>``/``</think>`` and the tool tags are added tokens, as in the real Qwen3
+tokenizer; the template renders tools as Qwen3's does.
 Run as a script to write one: ``python -m devtools.tiny_model OUT_DIR``.
 ``tiny_engine_env`` gives the settings that serve it on a CPU machine.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from prep.datafile import json_lines
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
+# Qwen's tool tags are single tokens too (vLLM's hermes tool parser looks them up).
+TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
 
 # Tools as Qwen3's template renders them: described in the system turn, calls as <tool_call>
 # blocks in the assistant's turn, results as <tool_response> blocks in a user turn. A
@@ -93,7 +97,7 @@ def train_tokenizer(vocab_size: int):
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
     )
-    fast.add_tokens(THINK_TOKENS)  # not special: they survive decoding, as in Qwen3
+    fast.add_tokens(THINK_TOKENS + TOOL_TOKENS)  # not special: they survive decoding, as in Qwen3
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -182,8 +186,40 @@ def vllm_openai_server(model_dir: str | Path) -> tuple[list[str], dict[str, str]
         "--seed",
         "0",  # the server's SEED default
         *(arg for name, flag in VLLM_FLAG_OF_SETTING.items() for arg in (flag, settings[name])),
+        # Tool calls as this server reads them (Qwen's <tool_call> blocks: vLLM's hermes
+        # parser), and constrained JSON as compact as this server's (COMPACT_JSON's default).
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+        *compact_json_flags(),
     ]
-    return argv, {"VLLM_CPU_KVCACHE_SPACE": settings["VLLM_CPU_KVCACHE_SPACE"]}
+    environment = {
+        "VLLM_CPU_KVCACHE_SPACE": settings["VLLM_CPU_KVCACHE_SPACE"],
+        # Forced calls (required, named) as JSON, as this server and vLLM 0.10 force them;
+        # current vLLM otherwise forces its parser's own tag format (a structural tag).
+        "VLLM_ENFORCE_STRICT_TOOL_CALLING": "0",
+    }
+    return argv, environment
+
+
+def compact_json_flags() -> list[str]:
+    """The installed vLLM's command-line flags for the engine arguments this server starts
+    its engine with under COMPACT_JSON."""
+    import dataclasses
+
+    from vllm import AsyncEngineArgs
+
+    from qaserve.engine.vllm_backend import compact_json_kwargs
+
+    accepted = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    flags = []
+    for name, value in compact_json_kwargs(accepted).items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        else:
+            flags += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+    return flags
 
 
 if __name__ == "__main__":

@@ -5,58 +5,21 @@ import json
 import re
 from typing import Literal
 
-import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.constants import API_KEYS
+from tests.tool_cases import CALL_REGEX, TIME, WEATHER
 
 pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
 
 QUESTION = [{"role": "user", "content": "巴黎的天气怎么样？"}]
 FAST = {"chat_template_kwargs": {"enable_thinking": False}}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "enum": ["paris", "tokyo"]}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "parameters": {
-            "type": "object",
-            "properties": {"zone": {"type": "string", "enum": ["utc", "cet"]}},
-            "required": ["zone"],
-            "additionalProperties": False,
-        },
-    },
-}
-# A call as Qwen writes one, forced on the random model by a regex: what `auto` must find.
-CALL_REGEX = r'<tool_call>\n\{"name": "get_weather", "arguments": \{"city": "(paris|tokyo)"\}\}\n</tool_call>'  # noqa: E501
 
 
 class Verdict(BaseModel):
     answer: Literal["yes", "no"]
     sure: bool
-
-
-@pytest.fixture(scope="module")
-def sdk(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEYS[0], max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def model(sdk):
-    return sdk.models.list().data[0].id
 
 
 def chat(sdk, model, extra_body=None, **fields):

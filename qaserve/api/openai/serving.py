@@ -31,6 +31,7 @@ from qaserve.api.openai.protocol import (
 )
 from qaserve.api.openai.replies import ChatReply, CompletionReply, Echo, event_stream
 from qaserve.api.openai.responses import ResponsesReply, ResponsesRequest
+from qaserve.api.openai.tools import template_tools
 from qaserve.api.serving import ServingBase
 from qaserve.core.prompts import PromptBuilder
 from qaserve.engine import Engine, GenParams
@@ -216,7 +217,7 @@ class OpenAIServing(ServingBase):
                 body.thinking(self.api.default_mode),
                 body.add_generation_prompt,
                 body.continue_final_message,
-                [tool.model_dump(exclude_none=True) for tool in body.tools or []] or None,
+                template_tools(body.tools),
             )
             ids = self.prompts.encode(text, bool(body.add_special_tokens))
         return TokenizeResponse(

@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from qaserve.core.tool_calls import Call, ToolCallSplitter, forced_calls, tagged_calls
 from qaserve.engine import OutputConstraint
@@ -20,6 +20,9 @@ FunctionName = Annotated[StrictStr, Field(min_length=1)]
 
 
 class FunctionDefinition(BaseModel):
+    # A field this server does not know still reaches the template, as the client sent it.
+    model_config = ConfigDict(extra="allow")
+
     name: FunctionName
     description: StrictStr | None = None
     parameters: dict | None = None  # a JSON schema; none: the function takes no arguments
@@ -27,6 +30,8 @@ class FunctionDefinition(BaseModel):
 
 
 class ToolDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     type: Literal["function"]
     function: FunctionDefinition
 
@@ -79,6 +84,11 @@ class DeltaToolCall(BaseModel):
         return cls(index=index, id=call.id, type="function", function=function)
 
 
+def template_tools(tools: list[ToolDefinition] | None) -> list[dict] | None:
+    """Tools as the chat template renders them: as the client sent them, no field added."""
+    return [tool.model_dump(exclude_unset=True) for tool in tools or []] or None
+
+
 def _arguments_schema(function: FunctionDefinition) -> dict:
     return function.parameters or {"type": "object", "properties": {}}
 
@@ -101,8 +111,8 @@ class ToolUse:
         self.single = parallel is False
 
     def template_tools(self) -> list[dict] | None:
-        """The tools as the chat template takes them (OpenAI's shape)."""
-        return [tool.model_dump(exclude_none=True) for tool in self.tools] or None
+        """The tools as the chat template takes them: as the client sent them."""
+        return template_tools(self.tools)
 
     def constraint(self) -> OutputConstraint | None:
         """The JSON schema a forced call must match: the named function's arguments, or a
