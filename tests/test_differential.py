@@ -17,7 +17,7 @@ import pytest
 from devtools.launcher import ROOT
 from tests.constants import API_KEYS
 from tests.engine_side import release
-from tests.tool_cases import CALL_REGEX, TIME, VERDICT, WEATHER
+from tests.tool_cases import CALL_REGEX, TIME, VERDICT, WEATHER, tool_history
 
 pytestmark = pytest.mark.judge_stack  # engine-facing: vLLM 0.10's own server there
 
@@ -48,21 +48,7 @@ def spelled_out(tool: dict) -> dict:
 
 
 TOOLS = [spelled_out(WEATHER), spelled_out(TIME)]
-TOOL_HISTORY = [
-    *QUESTION,
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "paris"}'},
-            }
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": "晴，25度"},
-]
+TOOL_HISTORY = tool_history(QUESTION, "paris", "晴，25度")
 # A constraint in vLLM's spelling: (kind, value) becomes {"structured_outputs": {kind: value}}
 # for current releases, {"guided_<kind>": value} for 0.10's server (which has no
 # structured_outputs); this server takes both.

@@ -65,8 +65,13 @@ def test_json_object_and_the_json_schema_spellings(sdk, model, client):
         answers[name] = reply.choices[0].message.content
         Verdict.model_validate_json(answers[name])
     assert len(set(answers.values())) == 1, answers  # one constraint, three spellings
-    reply = chat(sdk, model, max_tokens=200, response_format={"type": "json_object"})
-    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+    # The random model may write one long key and never close the object: a JSON object's
+    # beginning either way, and a whole one where the model stopped by itself.
+    reply = chat(sdk, model, max_tokens=300, response_format={"type": "json_object"})
+    text, finish = reply.choices[0].message.content, reply.choices[0].finish_reason
+    assert text.startswith("{")
+    if finish == "stop":
+        assert isinstance(json.loads(text), dict)
 
 
 @pytest.mark.parametrize(

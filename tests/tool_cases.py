@@ -41,3 +41,18 @@ VERDICT = {
     "required": ["answer", "sure"],
     "additionalProperties": False,
 }
+
+
+def tool_history(question: list[dict], city: str, result: str) -> list[dict]:
+    """``question``, then an assistant turn that called get_weather for ``city`` (arguments
+    as JSON text, as OpenAI sends them back) and the tool message with its ``result``."""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'},
+    }
+    return [
+        *question,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": result},
+    ]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.fast.test_api_openai import QUESTION, sdk_on
+from tests.tool_cases import tool_history
 
 pytestmark = pytest.mark.anyio
 
@@ -167,21 +168,7 @@ async def test_every_spelling_of_a_constraint_reaches_the_engine_alike(start_api
 
 async def test_a_history_with_calls_and_results_is_rendered(start_api):
     async with start_api() as api:
-        history = [
-            *QUESTION,
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "巴黎"}'},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": "call_1", "content": "晴"},
-        ]
+        history = tool_history(QUESTION, "巴黎", "晴")
         reply = await api.http.post(
             "/v1/chat/completions", json={"messages": history, "tools": [WEATHER]}
         )
