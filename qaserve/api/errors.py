@@ -168,6 +168,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OpenAIError, _openai_error)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(AdmissionError, _not_admitted)
-    # A dead engine is expected (and handled) here; anything else also reaches the log.
+    # A dead engine and a refused request are expected (and handled) here; anything else also
+    # reaches the log.
     app.add_exception_handler(EngineDeadError, _server_error)
+    app.add_exception_handler(RequestRefused, _server_error)
     app.add_exception_handler(Exception, _server_error)

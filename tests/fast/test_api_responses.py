@@ -278,3 +278,13 @@ async def test_a_json_text_format_constrains_the_engine_as_the_chat_does(start_a
         assert (await api.http.post("/v1/chat/completions", json=chat)).status_code == 200
         first, second = (params.constraint for _, params in api.engine.calls)
         assert first == second and first.json_schema is not None
+
+
+async def test_a_tool_choice_that_asks_for_nothing_is_echoed_as_openai_does(start_api):
+    async with start_api() as api:
+        for asked, echoed in [({"type": None}, "auto"), ("none", "none"), (None, "auto")]:
+            reply = await api.http.post(
+                "/v1/responses", json={"input": QUESTION, "tool_choice": asked}
+            )
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["tool_choice"] == echoed

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from qaserve.engine import RequestRefused
 from tests.fast.test_api_openai import QUESTION, sdk_on
 from tests.tool_cases import tool_history
 
@@ -179,3 +180,48 @@ async def test_a_history_with_calls_and_results_is_rendered(start_api):
         reply = await api.http.post("/v1/chat/completions", json={"messages": history})
         assert reply.status_code == 400
         assert reply.json()["error"]["param"].startswith("messages.1")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"guided_grammar": ""}, "guided_grammar"),
+        ({"structured_outputs": {"grammar": "  "}}, "structured_outputs.grammar"),
+        ({"guided_regex": "a\x00b"}, "guided_regex"),
+        ({"guided_choice": ["a", ""]}, "guided_choice"),
+        ({"guided_whitespace_pattern": " "}, "guided_whitespace_pattern"),
+    ],
+)
+async def test_constraints_an_engine_could_choke_on_are_refused_by_name(start_api, fields, param):
+    async with start_api() as api:
+        api.engine.info.constrains_output = True
+        body = {"messages": QUESTION, **fields}
+        reply = await api.http.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"]["param"].startswith(param)
+        assert api.engine.calls == []
+
+
+async def test_a_constraint_the_engine_refuses_is_a_400_naming_the_field(start_api):
+    async with start_api() as api:
+        api.engine.info.constrains_output = True
+        api.engine.failure = RequestRefused("cannot compile this schema")
+        schema = {"name": "x", "schema": {"type": "object"}}
+        cases = [
+            ("/v1/chat/completions", {"messages": QUESTION, "guided_regex": "(a"}, "guided_regex"),
+            (
+                "/v1/completions",
+                {"prompt": "q", "response_format": {"type": "json_schema", "json_schema": schema}},
+                "response_format",
+            ),
+            (
+                "/v1/responses",
+                {"input": "q", "text": {"format": {"type": "json_schema", **schema}}},
+                "text.format",
+            ),
+        ]
+        for path, body, param in cases:
+            reply = await api.http.post(path, json=body)
+            assert reply.status_code == 400, reply.text
+            error = reply.json()["error"]
+            assert error["param"] == param and "cannot compile" in error["message"]

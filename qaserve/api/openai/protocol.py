@@ -146,6 +146,8 @@ class ChatMessage(BaseModel):
             ]
         if self.tool_call_id is not None:
             rendered["tool_call_id"] = self.tool_call_id
+        if self.name is not None:  # the template's to use (Qwen's ignore it)
+            rendered["name"] = self.name
         return rendered
 
 

@@ -341,7 +341,8 @@ class ResponsesReply:
             parallel_tool_calls=request.parallel_tool_calls,
             temperature=self.params.temperature,
             top_p=self.params.top_p,
-            tool_choice=request.tool_choice or "auto",
+            # Refused unless it asks for no tool: "none", else OpenAI's default.
+            tool_choice="none" if request.tool_choice == "none" else "auto",
             text=request.text or TextConfig(),
             user=request.user,
         )

@@ -34,7 +34,7 @@ from qaserve.api.openai.responses import ResponsesReply, ResponsesRequest
 from qaserve.api.openai.tools import template_tools
 from qaserve.api.serving import ServingBase
 from qaserve.core.prompts import PromptBuilder
-from qaserve.engine import Engine, GenParams
+from qaserve.engine import Engine, GenParams, GenResult, RequestRefused
 from qaserve.settings import ApiSettings
 
 # OpenAI's own default when a completion request names no max_tokens.
@@ -94,14 +94,29 @@ class OpenAIServing(ServingBase):
             raise OpenAIError(400, message, budget_field, "context_length_exceeded")
         params = replace(body.to_gen_params(self.configured, max_tokens), adapter=adapter)
         if params.constraint is not None and not self.engine.info.constrains_output:
-            field = (body.constraint_fields() or ["tool_choice"])[0]
-            field = format_field if field == "response_format" else field
+            field = _constraint_field(body, format_field)
             message = (
                 f"{field}: the {self.engine.info.backend} backend cannot constrain the answer "
                 "(structured outputs and forced tool calls need vLLM)"
             )
             raise OpenAIError(400, message, field)
         return params
+
+    async def _generate(
+        self,
+        body: OpenAIRequest,
+        prompts: list[list[int]],
+        params: list[GenParams],
+        format_field: str = "response_format",
+    ) -> list[GenResult]:
+        """The engine's answers; a request it refuses before generating (a schema or grammar
+        it cannot compile) is a 400 naming the field that asked for it."""
+        try:
+            return await self.engine.generate_batch(prompts, params)
+        except RequestRefused as exc:
+            message = f"the engine refused the request: {exc}"
+            field = _constraint_field(body, format_field)
+            raise OpenAIError(400, message, field, "invalid_request") from None
 
     def _choices(self, params: GenParams, body: OpenAIRequest) -> list[GenParams]:
         """One GenParams per choice: seeded requests give choice i the seed plus i, as vLLM."""
@@ -144,16 +159,15 @@ class OpenAIServing(ServingBase):
         if body.stream:
             streams = [self.engine.stream(prompt.ids, p) for p in prompt.choices]
             return event_stream(reply.events(streams, body.include_usage, abandoned))
-        results = await self.engine.generate_batch(
-            [prompt.ids] * len(prompt.choices), prompt.choices
-        )
+        results = await self._generate(body, [prompt.ids] * len(prompt.choices), prompt.choices)
         return model_response(reply.whole(results))
 
     async def responses(
         self, body: ResponsesRequest, abandoned: asyncio.Future[Unfinished]
     ) -> Response:
         """The Responses API on the chat's path: its request served as the chat it converts to."""
-        prompt = self._chat_prompt(body.to_chat(), "input", "max_output_tokens", "text.format")
+        chat = body.to_chat()
+        prompt = self._chat_prompt(chat, "input", "max_output_tokens", "text.format")
         [params] = prompt.choices
         reply = ResponsesReply(
             body,
@@ -166,7 +180,7 @@ class OpenAIServing(ServingBase):
         if body.stream:
             events = reply.events(self.engine.stream(prompt.ids, params), abandoned)
             return event_stream(events, reply.failure_events)
-        [result] = await self.engine.generate_batch([prompt.ids], [params])
+        [result] = await self._generate(chat, [prompt.ids], [params], "text.format")
         return model_response(reply.whole(result))
 
     async def completions(
@@ -203,7 +217,7 @@ class OpenAIServing(ServingBase):
         if body.stream:
             streams = list(map(self.engine.stream, choice_ids, choice_params))
             return event_stream(reply.events(streams, body.include_usage, abandoned))
-        results = await self.engine.generate_batch(choice_ids, choice_params)
+        results = await self._generate(body, choice_ids, choice_params)
         return model_response(reply.whole(results))
 
     def tokenize(self, body: TokenizeRequest) -> TokenizeResponse:
@@ -233,3 +247,10 @@ class OpenAIServing(ServingBase):
             return DetokenizeResponse(prompt=self.prompts.decode(body.tokens))
         except ValueError as exc:
             raise OpenAIError(400, str(exc), "tokens") from None
+
+
+def _constraint_field(body: OpenAIRequest, format_field: str) -> str:
+    """The field of ``body`` that constrains its answer (a forced call: tool_choice), under
+    the name its API gives it (``format_field`` for response_format)."""
+    field = (body.constraint_fields() or ["tool_choice"])[0]
+    return format_field if field == "response_format" else field

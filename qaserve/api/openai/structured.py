@@ -20,7 +20,26 @@ from pydantic import (
 
 from qaserve.engine import OutputConstraint
 
-Choices = Annotated[list[StrictStr], Field(min_length=1)]
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is blank")
+    return text
+
+
+def _no_nul(pattern: str) -> str:
+    # vLLM 0.10 hands a regex to xgrammar's converter unchecked; a NUL byte is never a useful
+    # pattern there (current vLLM refuses it too).
+    if "\x00" in pattern:
+        raise ValueError("contains a NUL character")
+    return _not_blank(pattern)
+
+
+# vLLM 0.10 compiles a grammar in its engine process, unchecked: an empty one kills the engine
+# (current vLLM refuses it up front). Both are refused here, naming the field.
+Grammar = Annotated[StrictStr, AfterValidator(_not_blank)]
+Regex = Annotated[StrictStr, AfterValidator(_no_nul)]
+Choices = Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1)]
 
 
 def _schema_object(schema: dict | str) -> dict:
@@ -79,9 +98,9 @@ class StructuredOutputs(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     json_schema: JsonSchema | None = Field(default=None, alias="json")
-    regex: StrictStr | None = None
+    regex: Regex | None = None
     choice: Choices | None = None
-    grammar: StrictStr | None = None
+    grammar: Grammar | None = None
     json_object: bool | None = None
 
     @model_validator(mode="after")
@@ -129,9 +148,9 @@ class StructuredRequest(BaseModel):
     response_format: ResponseFormat | None = None
     structured_outputs: StructuredOutputs | None = None
     guided_json: JsonSchema | None = None
-    guided_regex: StrictStr | None = None
+    guided_regex: Regex | None = None
     guided_choice: Choices | None = None
-    guided_grammar: StrictStr | None = None
+    guided_grammar: Grammar | None = None
     # Neither is honoured by vLLM's xgrammar backend (COMPACT_JSON sets the whitespace of
     # every JSON answer), and the backend is the server's choice: refused, not ignored.
     guided_whitespace_pattern: None = None
