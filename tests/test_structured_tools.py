@@ -125,7 +125,8 @@ def test_a_regex_the_engine_cannot_compile_is_a_400(client):
     headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
     reply = client.post("/v1/chat/completions", json=body, headers=headers)
     assert reply.status_code == 400, reply.text
-    assert "refused" in reply.json()["error"]["message"]
+    error = reply.json()["error"]
+    assert "refused" in error["message"] and error["param"] == "guided_regex"
 
 
 def test_required_calls_a_tool_with_valid_arguments(sdk, model):
