@@ -271,7 +271,10 @@ class TransformersEngine:
             if token in eos_ids:
                 new_ids, finish = new_ids[:position], "stop"
                 break
-        text = self._tokenizer.decode(new_ids, skip_special_tokens=True)
+        # The bytes of a character the answer stopped inside decode as replacement marks;
+        # vLLM's detokenizer holds such bytes back until the character completes, so an
+        # answer it ends there shows none of them.
+        text = self._tokenizer.decode(new_ids, skip_special_tokens=True).rstrip("\ufffd")
         text, stopped = cut_at_stop(text, params.stop)
         logprobs = prompt_logprobs = None
         if params.logprobs is not None:
