@@ -65,11 +65,16 @@ class FakeEngine:
 
     @staticmethod
     def _prompt_logprobs(prompt_ids: list[int], params: GenParams) -> list[TokenLogprob] | None:
-        """Each prompt token after the first as the text "<id>", of logprob -0.5."""
+        """Each prompt token after the first as the text "<id>", of logprob -0.5 and rank 1;
+        its alternatives "x" of ids 1000, 1001, ..."""
         if params.prompt_logprobs is None:
             return None
         alternatives = tuple(("x", -1.0 - k) for k in range(params.prompt_logprobs))
-        return [TokenLogprob(f"<{i}>", -0.5, alternatives) for i in prompt_ids[1:]]
+        ids = tuple(range(1000, 1000 + params.prompt_logprobs))
+        return [
+            TokenLogprob(f"<{i}>", -0.5, alternatives, token_id=i, rank=1, top_ids=ids)
+            for i in prompt_ids[1:]
+        ]
 
     @classmethod
     def _finish(cls, text: str, params: GenParams, prompt_ids: list[int]) -> GenResult:

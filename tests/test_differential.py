@@ -110,6 +110,10 @@ CORPUS = {
         TOKEN_PROMPT, max_tokens=3, temperature=0, echo=True, logprobs=2
     ),
     "completion-echo": completion(max_tokens=3, temperature=0, echo=True),
+    "completion-prompt-logprobs": completion(max_tokens=3, temperature=0, prompt_logprobs=2),
+    "completion-echo-prompt-logprobs": completion(
+        max_tokens=2, temperature=0, echo=True, logprobs=1, prompt_logprobs=3
+    ),
     "completion-stream": completion(
         ["线程", "warp"],
         max_tokens=6,
@@ -216,9 +220,8 @@ CORPUS = {
 # - per reply: ids, timestamps, vLLM's build (system_fingerprint, e.g. "vllm-0.32.0-6523f6e3");
 VOLATILE = {"id", "created", "system_fingerprint"}
 # - vLLM's own fields, not OpenAI's, that this server does not give: the stop string or token
-#   that ended a choice, the prompt's logprobs keyed by token id beside the echoed ones, and
-#   /v1/models' root (the model's path), permission list and owner.
-VLLM_ONLY = {"stop_reason", "prompt_logprobs", "root", "permission", "owned_by"}
+#   that ended a choice, and /v1/models' root (the model's path), permission list and owner.
+VLLM_ONLY = {"stop_reason", "root", "permission", "owned_by"}
 IGNORED = VOLATILE | VLLM_ONLY
 # - in streamed completions on vLLM 0.10, text_offset: its server advances it by the text sent,
 #   which lags the tokens (an unfinished character's bytes are held back), so its stream's

@@ -60,7 +60,13 @@ def every_case(start_engine, prompts) -> dict[str, list[tuple]]:
     async def prompt_logprobs(engine) -> list[list[tuple]]:
         params = GenParams(max_tokens=1, prompt_logprobs=PROMPT_ALTERNATIVES)
         results = await engine.generate_batch(prompts, [params] * len(prompts))
-        return [[(t.token, t.logprob, t.top) for t in r.prompt_logprobs] for r in results]
+        return [
+            [
+                (t.token, t.logprob, t.top, (t.token_id, t.rank, t.top_ids))
+                for t in r.prompt_logprobs
+            ]
+            for r in results
+        ]
 
     async def answers(engine, sampling: dict) -> list[tuple]:
         params = GenParams(max_tokens=BUDGET, **sampling)
@@ -97,9 +103,10 @@ def test_both_engines_give_the_prompt_tokens_the_same_logprobs(on_vllm, on_fallb
         prompts, on_vllm["prompt logprobs"], on_fallback["prompt logprobs"], strict=True
     ):
         assert len(from_vllm) == len(from_fallback) == len(ids) - 1  # nothing predicts the first
-        for (token, logprob, top), (fb_token, fb_logprob, fb_top) in zip(
+        for (token, logprob, top, ids), (fb_token, fb_logprob, fb_top, fb_ids) in zip(
             from_vllm, from_fallback, strict=True
         ):
             assert token == fb_token and logprob == pytest.approx(fb_logprob, abs=1e-3)
+            assert ids == fb_ids  # the token's id and rank, its alternatives' ids
             assert len(top) == len(fb_top) == PROMPT_ALTERNATIVES
             assert [lp for _, lp in top] == pytest.approx([lp for _, lp in fb_top], abs=1e-3)

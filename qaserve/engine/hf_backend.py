@@ -308,12 +308,19 @@ class TransformersEngine:
         for logits, token_id in zip(step_logits, token_ids, strict=True):
             scores = torch.log_softmax(logits.float(), dim=-1)
             best = torch.topk(scores, top)
-            alternatives = zip(best.indices.tolist(), best.values.tolist(), strict=True)
+            ids, values = best.indices.tolist(), best.values.tolist()
+            logprob = scores[token_id]
             chosen.append(
                 TokenLogprob(
                     self._tokenizer.decode([token_id]),
-                    scores[token_id].item(),
-                    tuple((self._tokenizer.decode([i]), value) for i, value in alternatives),
+                    logprob.item(),
+                    tuple(
+                        (self._tokenizer.decode([i]), value)
+                        for i, value in zip(ids, values, strict=True)
+                    ),
+                    token_id=token_id,
+                    rank=int((scores > logprob).sum().item()) + 1,  # vLLM's rank: 1 + likelier
+                    top_ids=tuple(ids),
                 )
             )
         return chosen

@@ -98,6 +98,11 @@ class TokenLogprob:
     token: str
     logprob: float
     top: tuple[tuple[str, float], ...] = ()  # (token, logprob), likeliest first
+    # For vLLM's own prompt_logprobs shape (keyed by token id, with ranks): the token's id and
+    # rank (1: the likeliest), and the ids of ``top``.
+    token_id: int = -1
+    rank: int = 0
+    top_ids: tuple[int, ...] = ()
 
 
 @dataclass

@@ -258,12 +258,25 @@ def token_logprobs(token_ids, positions, top: int) -> list[TokenLogprob]:
     chosen = []
     for token_id, position in zip(token_ids, positions, strict=True):
         ranked = sorted(
-            (entry for entry in position.values() if entry.rank is not None and entry.rank <= top),
-            key=lambda entry: entry.rank,
+            (
+                (entry.rank, entry_id, entry)
+                for entry_id, entry in position.items()
+                if entry.rank is not None and entry.rank <= top
+            ),
+            key=lambda ranked_entry: ranked_entry[0],
         )
         picked = position[token_id]
-        alternatives = tuple((entry.decoded_token or "", entry.logprob) for entry in ranked)
-        chosen.append(TokenLogprob(picked.decoded_token or "", picked.logprob, alternatives))
+        alternatives = tuple((entry.decoded_token or "", entry.logprob) for _, _, entry in ranked)
+        chosen.append(
+            TokenLogprob(
+                picked.decoded_token or "",
+                picked.logprob,
+                alternatives,
+                token_id=token_id,
+                rank=picked.rank,
+                top_ids=tuple(entry_id for _, entry_id, _ in ranked),
+            )
+        )
     return chosen
 
 

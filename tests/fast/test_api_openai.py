@@ -275,7 +275,7 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,A
             "messages.0.content",
         ),
         ("/v1/completions", {"suffix": "end"}, "suffix"),
-        ("/v1/completions", {"prompt_logprobs": 1}, "prompt_logprobs"),
+        ("/v1/chat/completions", {"prompt_logprobs": 1}, "prompt_logprobs"),
         ("/v1/completions", {"best_of": 2}, "best_of"),
     ],
 )
@@ -325,6 +325,27 @@ async def test_echo_puts_the_prompt_and_its_logprobs_first(start_api):
     assert "".join(c["choices"][0]["text"] for c in chunks) == "共享内存答案"
     assert chunks[0]["choices"][0]["text"].startswith("共享内存")
     assert sum(len(c["choices"][0]["logprobs"]["tokens"]) for c in chunks) == len(prompt_ids) + 2
+
+
+async def test_prompt_logprobs_come_in_vllms_shape_beside_the_choice(start_api):
+    async with start_api() as api:
+        body = {"prompt": "共享内存", "max_tokens": 2, "prompt_logprobs": 2}
+        whole = (await api.http.post("/v1/completions", json=body)).json()["choices"][0]
+        prompt_ids = api.engine.calls[0][0]
+        assert whole["logprobs"] is None and not whole["text"].startswith("共享内存")
+        positions = whole["prompt_logprobs"]
+        assert positions[0] is None and len(positions) == len(prompt_ids)
+        for token_id, position in zip(prompt_ids[1:], positions[1:], strict=True):
+            assert position[str(token_id)] == {
+                "logprob": -0.5,
+                "rank": 1,
+                "decoded_token": f"<{token_id}>",
+            }
+            assert position["1001"] == {"logprob": -2.0, "rank": 2, "decoded_token": "x"}
+        # With echo and logprobs, vLLM's rule: prompt_logprobs, when given, sets the count.
+        echoed = {**body, "echo": True, "logprobs": 1, "prompt_logprobs": 3}
+        assert (await api.http.post("/v1/completions", json=echoed)).status_code == 200
+        assert api.engine.calls[-1][1].prompt_logprobs == 3
 
 
 async def test_prompts_as_token_ids_and_echo_without_logprobs(start_api):

@@ -182,6 +182,7 @@ class ChatCompletionRequest(OpenAIRequest, ThinkingChoice):
     parallel_tool_calls: bool | None = None
     functions: Unsupported = None
     function_call: Unsupported = None
+    prompt_logprobs: Unsupported = None  # vLLM's; on completions (with echo, or by this name)
     audio: Unsupported = None
     modalities: Annotated[Any, AfterValidator(_refuse_modalities)] = None
     prediction: Unsupported = None
@@ -242,7 +243,9 @@ class CompletionRequest(OpenAIRequest):
     # (the first one's null: nothing predicts it), as lm-evaluation-harness reads them.
     echo: bool = False
     suffix: Unsupported = None
-    prompt_logprobs: Unsupported = None  # vLLM's own field: echo with logprobs gives them
+    # vLLM's own field: the prompt tokens' logprobs with this many alternatives, in vLLM's
+    # shape beside the choice (echo with logprobs asks for them too, with logprobs' count).
+    prompt_logprobs: LogprobCount | None = None
     best_of: Annotated[Any, AfterValidator(_refuse_best_of)] = None
 
     def logprob_count(self) -> int | None:
@@ -250,7 +253,10 @@ class CompletionRequest(OpenAIRequest):
 
     def to_gen_params(self, configured: GenParams, max_tokens: int) -> GenParams:
         chosen = super().to_gen_params(configured, max_tokens)
-        return replace(chosen, prompt_logprobs=self.logprobs if self.echo else None)
+        asked = self.prompt_logprobs
+        if asked is None and self.echo:
+            asked = self.logprobs
+        return replace(chosen, prompt_logprobs=asked)
 
     def prompts(self) -> list[str | list[int]]:
         """One entry per prompt: its text, or its token ids."""
@@ -470,11 +476,41 @@ class CompletionLogprobs(BaseModel):
         )
 
 
+class PromptTokenLogprob(BaseModel):
+    logprob: float
+    rank: int  # 1: the likeliest
+    decoded_token: str
+
+
+# vLLM's prompt_logprobs: per prompt token (the first: null, nothing predicts it) its own and
+# its likeliest alternatives' logprobs, keyed by token id.
+PromptLogprobs = list[dict[str, PromptTokenLogprob] | None]
+
+
+def prompt_logprobs_of(tokens: list[TokenLogprob] | None) -> PromptLogprobs | None:
+    if tokens is None:
+        return None
+    positions: PromptLogprobs = [None]
+    for t in tokens:
+        position = {
+            str(token_id): PromptTokenLogprob(
+                logprob=_finite(logprob), rank=rank, decoded_token=token
+            )
+            for rank, (token_id, (token, logprob)) in enumerate(
+                zip(t.top_ids, t.top, strict=True), start=1
+            )
+        }
+        picked = PromptTokenLogprob(logprob=_finite(t.logprob), rank=t.rank, decoded_token=t.token)
+        positions.append({str(t.token_id): picked, **position})
+    return positions
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
     finish_reason: FinishReason | None
+    prompt_logprobs: PromptLogprobs | None = None  # on a stream's first piece
 
 
 class CompletionResponse(ReplyEnvelope):

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from qaserve.api.openai.protocol import (
     CompletionResponse,
     DeltaMessage,
     UsageInfo,
+    prompt_logprobs_of,
 )
 from qaserve.api.openai.tools import DeltaToolCall, ToolUse
 from qaserve.core.reasoning import ReasoningSplitter, split_reasoning
@@ -239,11 +240,13 @@ class ChatReply:
 
 @dataclass(frozen=True)
 class Echo:
-    """What ``echo`` puts before a choice's text: its prompt, and the text of the prompt's
-    first token (the one token whose logprob is null)."""
+    """What ``echo`` puts before a choice's text: its prompt, the text of the prompt's first
+    token (the one token whose logprob is null), and how many alternatives its tokens show
+    (the request's ``logprobs``, whatever ``prompt_logprobs`` asked of the engine)."""
 
     text: str
     first_token: str
+    alternatives: int = 0
 
 
 class CompletionReply:
@@ -263,19 +266,27 @@ class CompletionReply:
         """A choice, or a piece of one whose text begins ``start`` characters into it; the
         first piece carries the echoed prompt, and its tokens' logprobs, before its own."""
         echo = self.echoes[index] if self.echoes and first else None
+        prompt_logprobs = prompt_logprobs_of(piece.prompt_logprobs)
         if echo is None:
-            logprobs = CompletionLogprobs.of(piece.logprobs, start)
             return CompletionChoice(
-                index=index, text=piece.text, logprobs=logprobs, finish_reason=finish
+                index=index,
+                text=piece.text,
+                logprobs=CompletionLogprobs.of(piece.logprobs, start),
+                finish_reason=finish,
+                prompt_logprobs=prompt_logprobs,
             )
         tokens = None
         if piece.logprobs is not None:
-            tokens = [*(piece.prompt_logprobs or []), *piece.logprobs]
+            prompt = [
+                replace(t, top=t.top[: echo.alternatives]) for t in piece.prompt_logprobs or []
+            ]
+            tokens = [*prompt, *piece.logprobs]
         return CompletionChoice(
             index=index,
             text=echo.text + piece.text,
             logprobs=CompletionLogprobs.of(tokens, start, echo.first_token),
             finish_reason=finish,
+            prompt_logprobs=prompt_logprobs,
         )
 
     def _response(

@@ -209,7 +209,7 @@ class OpenAIServing(ServingBase):
         if body.echo:
             texts = [p if isinstance(p, str) else self.prompts.decode(p) for p in prompts]
             echoes = [
-                Echo(text, self.prompts.decode(prompt_ids[:1]))
+                Echo(text, self.prompts.decode(prompt_ids[:1]), body.logprobs or 0)
                 for text, prompt_ids in zip(texts, ids, strict=True)
                 for _ in range(body.n)
             ]
