@@ -218,7 +218,7 @@ CORPUS = {
 
 # Left out of the comparison, each for a reason:
 # - per reply: ids, timestamps, vLLM's build (system_fingerprint, e.g. "vllm-0.32.0-6523f6e3");
-VOLATILE = {"id", "created", "system_fingerprint"}
+VOLATILE = {"id", "created", "created_at", "system_fingerprint"}
 # - vLLM's own fields, not OpenAI's, that this server does not give: the stop string or token
 #   that ended a choice, and /v1/models' root (the model's path), permission list and owner.
 VLLM_ONLY = {"stop_reason", "root", "permission", "owned_by"}
