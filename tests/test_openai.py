@@ -6,7 +6,10 @@ import time
 import httpx
 import openai
 import pytest
+from tokenizers import Tokenizer
 
+from devtools.launcher import ROOT
+from prep.datafile import read_questions
 from tests.constants import API_KEYS
 
 pytestmark = pytest.mark.judge_stack  # engine-facing: run on vLLM 0.10 too
@@ -259,3 +262,34 @@ def test_echo_gives_the_prompt_tokens_logprobs_before_the_answer(server, sdk, mo
     generated = logprobs.token_logprobs[-3:]
     assert generated == pytest.approx(answer.logprobs.token_logprobs, abs=1e-4)
     assert echoed.usage.prompt_tokens == counted["count"]
+
+
+def test_answers_decoded_once_at_the_end_are_vllms_token_by_token_text(
+    server, sdk, model, tiny_model
+):
+    """A whole answer is decoded once, when it is done (most of the server's CPU per token
+    saved); a streamed one vLLM decodes token by token. Same prompts, greedy: the texts must
+    be equal, with answers cut at every length (inside a character too). Token-id prompts
+    that end inside a character, whose text vLLM decodes its own way, must come out equal
+    too."""
+    info = httpx.get(server.url + "/info").json()
+    assert info["engine_details"]["detokenize"].startswith("once per answer at its end")
+    tok = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
+    prompts = [tok.encode(q).ids for q in read_questions(ROOT / "data.jsonl")[:24]]
+    first_byte = tok.token_to_id("ç")  # the first byte of 程 (and of many more) alone
+    prompts += [[*ids, first_byte] for ids in prompts[:4]]
+    compared = 0
+    for budget in (1, 2, 3, 5, 8, 13, 21, 40):
+        body = {"model": model, "prompt": prompts, "max_tokens": budget, "temperature": 0}
+        whole = sdk.completions.create(**body)
+        streamed: dict[int, str] = {}
+        finishes: dict[int, str] = {}
+        for chunk in sdk.completions.create(**body, stream=True):
+            for choice in chunk.choices:
+                streamed[choice.index] = streamed.get(choice.index, "") + choice.text
+                finishes[choice.index] = choice.finish_reason or finishes.get(choice.index)
+        for choice in whole.choices:
+            assert choice.text == streamed[choice.index], (budget, prompts[choice.index])
+            assert choice.finish_reason == finishes[choice.index]
+            compared += 1
+    assert compared == 8 * 28

@@ -11,12 +11,14 @@ Requests run one ``generate_batch`` at a time, in arrival order: no priorities.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import time
 from collections.abc import AsyncIterator
 from itertools import groupby
 
+from qaserve.engine.detokenize import answer_text
 from qaserve.engine.types import BackendInfo, EngineStart, GenParams, GenResult, TokenLogprob
 
 logger = logging.getLogger(__name__)
@@ -137,6 +139,7 @@ class TransformersEngine:
     def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int):
         self._model = model
         self._tokenizer = tokenizer
+        self._decode = functools.partial(tokenizer.decode, skip_special_tokens=True)
         self._batch_size = batch_size
         self._lock = asyncio.Lock()
         self.info = info
@@ -271,10 +274,8 @@ class TransformersEngine:
             if token in eos_ids:
                 new_ids, finish = new_ids[:position], "stop"
                 break
-        # The bytes of a character the answer stopped inside decode as replacement marks;
-        # vLLM's detokenizer holds such bytes back until the character completes, so an
-        # answer it ends there shows none of them.
-        text = self._tokenizer.decode(new_ids, skip_special_tokens=True).rstrip("\ufffd")
+        # As vLLM's detokenizer shows it (no bytes of a character the answer stopped inside).
+        text = answer_text(self._decode, prompt_ids, new_ids, stopped=False)
         text, stopped = cut_at_stop(text, params.stop)
         logprobs = prompt_logprobs = None
         if params.logprobs is not None:

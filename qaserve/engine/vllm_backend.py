@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from prep.adapters import max_lora_rank
+from qaserve.engine.detokenize import Decode, answer_text, ends_inside_a_character
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (
@@ -228,9 +229,10 @@ def lora_kwargs(adapters: dict[str, str]) -> dict:
 
 
 @functools.lru_cache(maxsize=512)
-def vllm_sampling_params(params: GenParams, incremental: bool = False):
+def vllm_sampling_params(params: GenParams, incremental: bool = False, detokenize: bool = True):
     """vLLM's SamplingParams, built once per distinct GenParams (a /predict batch has a handful)
-    and shared by the requests: vLLM clones them before it changes any field."""
+    and shared by the requests: vLLM clones them before it changes any field.
+    ``detokenize=False``: vLLM leaves the text to the caller (``answer_text``)."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -238,7 +240,7 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False):
     taken = params.engine_sampling()
     if params.constraint is not None:
         taken.update(structured_outputs(params.constraint.engine_fields()))
-    return SamplingParams(**taken, output_kind=kind)
+    return SamplingParams(**taken, output_kind=kind, detokenize=detokenize)
 
 
 def structured_outputs(fields: dict) -> dict:
@@ -280,6 +282,50 @@ def token_logprobs(token_ids, positions, top: int) -> list[TokenLogprob]:
     return chosen
 
 
+@functools.cache
+def _tokens_input():
+    """vLLM's constructor of a rendered token prompt (None in 0.10, which has none)."""
+    try:
+        from vllm.inputs import tokens_input
+    except ImportError:
+        return None
+    return tokens_input
+
+
+def engine_prompt(prompt_ids: list[int]) -> dict:
+    """Token ids as the engine takes them. Current releases take a rendered prompt
+    (``tokens_input``) as it is and send a raw ``{"prompt_token_ids": ...}`` to a thread to be
+    rendered: on a /predict batch that hop alone was about a sixth of the server's CPU."""
+    rendered = _tokens_input()
+    return rendered(prompt_ids) if rendered else {"prompt_token_ids": prompt_ids}
+
+
+def bulk_decoder(engine) -> tuple[Decode | None, str]:
+    """The decoding that gives the same text as vLLM's own detokenizer, once at the end, and
+    how answers are detokenized, for /info. None where vLLM's text could differ: a V0 engine
+    (0.10's fallback) or a tokenizer vLLM detokenizes with its slow Python detokenizer."""
+    if not hasattr(engine, "output_processor"):
+        return None, "by vLLM as it generates (a V0 engine)"
+    from vllm.v1.engine import detokenizer
+
+    tokenizer = engine.tokenizer
+    # 0.10 hands out a TokenizerGroup, current releases the tokenizer itself.
+    tokenizer = getattr(tokenizer, "get_lora_tokenizer", lambda: tokenizer)()
+    if hasattr(detokenizer, "uses_fast_detokenizer"):
+        fast = detokenizer.uses_fast_detokenizer(tokenizer)
+    else:  # 0.10
+        from transformers import PreTrainedTokenizerFast
+
+        fast = detokenizer.USE_FAST_DETOKENIZER and isinstance(tokenizer, PreTrainedTokenizerFast)
+    if not fast:
+        return None, "by vLLM as it generates (its slow detokenizer for this tokenizer)"
+    decode = functools.partial(tokenizer._tokenizer.decode, skip_special_tokens=True)
+    return decode, (
+        "once per answer at its end, where no stream, stop string, logprobs or adapter needs "
+        "text as it grows; else by vLLM as it generates"
+    )
+
+
 # How the engine orders waiting requests, for /info (by SCHEDULING_POLICY=priority or not).
 SCHEDULING = {True: "by priority (lower first), then arrival", False: "arrival order (fcfs)"}
 
@@ -300,6 +346,7 @@ class VllmEngine:
             for number, (name, folder) in enumerate(adapters.items(), start=1)
         }
         self.info = info
+        self._decode, info.details["detokenize"] = bulk_decoder(engine)
         # "aborted": requests stopped before the engine finished them (cap, client gone)
         self.stats = {"running": 0, "aborted": 0}
         # The engine core (and its helpers); not what a failed start attempt left to reap.
@@ -377,6 +424,22 @@ class VllmEngine:
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         return await join_chunks(self._run(prompt_ids, params, uuid.uuid4().hex))
 
+    def _decodes_at_end(self, prompt_ids: list[int], params: GenParams, incremental: bool) -> bool:
+        """Whether this server decodes the answer once it is done (vLLM's per-token
+        detokenizing is most of the server's CPU per token): where nothing needs the text
+        while it grows. Adapters keep vLLM's decoding, as they may bring their own tokenizer;
+        so do token-id prompts that end inside a character, whose text current releases
+        start with the whole prompt's (tokenizers' DecodeStream, primed with such a prompt)."""
+        return (
+            self._decode is not None
+            and not incremental
+            and not params.stop
+            and params.logprobs is None
+            and params.prompt_logprobs is None
+            and params.adapter is None
+            and not ends_inside_a_character(self._decode, prompt_ids)
+        )
+
     async def _run(
         self,
         prompt_ids: list[int],
@@ -387,9 +450,10 @@ class VllmEngine:
         if incremental is None:
             # Only a sentence cap needs to see the text grow; else the final output suffices.
             incremental = bool(params.max_sentences)
+        at_end = self._decodes_at_end(prompt_ids, params, incremental)
         stream = self._engine.generate(
-            {"prompt_token_ids": prompt_ids},
-            vllm_sampling_params(params, incremental),
+            engine_prompt(prompt_ids),
+            vllm_sampling_params(params, incremental, detokenize=not at_end),
             request_id,
             lora_request=self._lora[params.adapter] if params.adapter else None,
             priority=params.priority if self._by_priority else 0,
@@ -414,7 +478,11 @@ class VllmEngine:
                     logprobs = None
                     if params.logprobs is not None:
                         logprobs = token_logprobs(piece.token_ids, piece.logprobs, params.logprobs)
-                    result = GenResult(piece.text, len(piece.token_ids), finish, logprobs)
+                    text = piece.text
+                    if at_end:
+                        stopped = piece.finish_reason == "stop"
+                        text = answer_text(self._decode, prompt_ids, piece.token_ids, stopped)
+                    result = GenResult(text, len(piece.token_ids), finish, logprobs)
                     if params.prompt_logprobs is not None and output.prompt_logprobs:
                         # On one output only (the first of a stream); the first entry is None.
                         result.prompt_logprobs = token_logprobs(
@@ -465,8 +533,10 @@ class VllmEngine:
             _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
             # What each late answer has so far, read before its request is aborted.
             cut = {
-                task: self._so_far(request_id)
-                for task, request_id in zip(tasks, request_ids, strict=True)
+                task: self._so_far(request_id, prompt, one)
+                for task, request_id, prompt, one in zip(
+                    tasks, request_ids, prompts, params, strict=True
+                )
                 if task in late
             }
         finally:  # also when this request is cancelled (its client left)
@@ -477,7 +547,7 @@ class VllmEngine:
             await asyncio.wait(cut)  # their engine requests are aborted
         return [cut[task] if task in cut else task.result() for task in tasks]
 
-    def _so_far(self, request_id: str) -> GenResult:
+    def _so_far(self, request_id: str, prompt_ids: list[int], params: GenParams) -> GenResult:
         """The text and token count of a running request, from vLLM's own output processor
         (its V1 engine, 0.10 through today): the final output vLLM hands an aborted request's
         caller carries them only from 0.10.1, and streaming every item to know them costs
@@ -487,8 +557,12 @@ class VllmEngine:
             # Newer releases key the states by internal ids, one or more per request id.
             internal = getattr(processor, "external_req_ids", {}).get(request_id, [request_id])
             text_so_far = processor.request_states[internal[0]].detokenizer
-            text = text_so_far.get_next_output_text(False, False)
-            return GenResult(text, len(text_so_far.output_token_ids), "deadline")
+            ids = text_so_far.output_token_ids
+            if self._decodes_at_end(prompt_ids, params, bool(params.max_sentences)):
+                text = answer_text(self._decode, prompt_ids, ids, stopped=False)
+            else:
+                text = text_so_far.get_next_output_text(False, False)
+            return GenResult(text, len(ids), "deadline")
         except (AttributeError, IndexError, KeyError) as exc:
             logger.warning("deadline: no partial text from this engine (%r)", exc)
             return GenResult("", 0, "deadline")
