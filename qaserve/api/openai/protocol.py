@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -79,6 +80,7 @@ class OpenAIRequest(SamplingRequest, StructuredRequest):
         """Alternatives wanted per generated token; None: no logprobs at all."""
         return None
 
+    @cached_property  # read by the thinking check and by to_gen_params: built once
     def output_constraint(self) -> OutputConstraint | None:
         """What the answer must match, from whichever field asks for it."""
         return self.requested_constraint()
@@ -89,7 +91,7 @@ class OpenAIRequest(SamplingRequest, StructuredRequest):
             chosen,
             logprobs=self.logprob_count(),
             priority=self.priority,
-            constraint=self.output_constraint(),
+            constraint=self.output_constraint,
         )
 
 
@@ -210,11 +212,13 @@ class ChatCompletionRequest(OpenAIRequest, ThinkingChoice):
             raise ValueError(f"a forced call and {constrained[0]} each constrain the answer")
         return choice
 
+    @cached_property  # read for the prompt, the constraint and the reply: built once
     def tool_use(self) -> ToolUse:
         return ToolUse(self.tools, self.tool_choice, self.parallel_tool_calls)
 
+    @cached_property
     def output_constraint(self) -> OutputConstraint | None:
-        return self.tool_use().constraint() or self.requested_constraint()
+        return self.tool_use.constraint() or self.requested_constraint()
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

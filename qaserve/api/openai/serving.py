@@ -136,14 +136,14 @@ class OpenAIServing(ServingBase):
         adapter = self._adapter_for(body.model)  # an unknown model: refused before any work
         self.check_batch(body.n, "n", f"n={body.n} choices")
         thinking = body.thinking(self.api.default_mode)
-        if thinking and body.output_constraint() is not None:
+        if thinking and body.output_constraint is not None:
             message = (
                 "a constrained answer (structured outputs, a forced tool call) leaves no room "
                 'for reasoning: send mode "fast" or chat_template_kwargs {"enable_thinking": false}'
             )
             raise OpenAIError(400, message, "mode")
         messages = template_messages(body.messages)
-        tools = body.tool_use().template_tools()
+        tools = body.tool_use.template_tools()
         prompt_text = self.prompts.render_chat(messages, thinking, tools=tools)
         prompt_ids = self.prompts.token_ids(prompt_text)
         params = self._gen_params(
@@ -155,7 +155,7 @@ class OpenAIServing(ServingBase):
         self, body: ChatCompletionRequest, abandoned: asyncio.Future[Unfinished]
     ) -> Response:
         prompt = self._chat_prompt(body)
-        reply = ChatReply(self.models.base_name, prompt.thinking, len(prompt.ids), body.tool_use())
+        reply = ChatReply(self.models.base_name, prompt.thinking, len(prompt.ids), body.tool_use)
         if body.stream:
             streams = [self.engine.stream(prompt.ids, p) for p in prompt.choices]
             return event_stream(reply.events(streams, body.include_usage, abandoned))
