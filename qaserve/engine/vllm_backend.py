@@ -303,27 +303,36 @@ def engine_prompt(prompt_ids: list[int]) -> dict:
 def bulk_decoder(engine) -> tuple[Decode | None, str]:
     """The decoding that gives the same text as vLLM's own detokenizer, once at the end, and
     how answers are detokenized, for /info. None where vLLM's text could differ: a V0 engine
-    (0.10's fallback) or a tokenizer vLLM detokenizes with its slow Python detokenizer."""
+    (0.10's fallback), a tokenizer vLLM detokenizes with its slow Python detokenizer, or a vLLM
+    build that does not show which detokenizer it uses."""
     if not hasattr(engine, "output_processor"):
         return None, "by vLLM as it generates (a V0 engine)"
-    from vllm.v1.engine import detokenizer
-
-    tokenizer = engine.tokenizer
-    # 0.10 hands out a TokenizerGroup, current releases the tokenizer itself.
-    tokenizer = getattr(tokenizer, "get_lora_tokenizer", lambda: tokenizer)()
-    if hasattr(detokenizer, "uses_fast_detokenizer"):
-        fast = detokenizer.uses_fast_detokenizer(tokenizer)
-    else:  # 0.10
-        from transformers import PreTrainedTokenizerFast
-
-        fast = detokenizer.USE_FAST_DETOKENIZER and isinstance(tokenizer, PreTrainedTokenizerFast)
+    try:
+        tokenizer = engine.tokenizer
+        # 0.10 hands out a TokenizerGroup, current releases the tokenizer itself.
+        tokenizer = getattr(tokenizer, "get_lora_tokenizer", lambda: tokenizer)()
+        fast = _vllm_detokenizes_fast(tokenizer)
+        decode = functools.partial(tokenizer._tokenizer.decode, skip_special_tokens=True)
+    except (AttributeError, ImportError) as exc:
+        logger.warning("answers are detokenized by vLLM as they are generated: %r", exc)
+        return None, f"by vLLM as it generates (this build: {exc!r})"
     if not fast:
         return None, "by vLLM as it generates (its slow detokenizer for this tokenizer)"
-    decode = functools.partial(tokenizer._tokenizer.decode, skip_special_tokens=True)
     return decode, (
         "once per answer at its end, where no stream, stop string, logprobs or adapter needs "
         "text as it grows; else by vLLM as it generates"
     )
+
+
+def _vllm_detokenizes_fast(tokenizer) -> bool:
+    """Whether vLLM gives this tokenizer its fast (tokenizers' DecodeStream) detokenizer."""
+    from vllm.v1.engine import detokenizer
+
+    if hasattr(detokenizer, "uses_fast_detokenizer"):
+        return detokenizer.uses_fast_detokenizer(tokenizer)
+    from transformers import PreTrainedTokenizerFast  # 0.10's rule
+
+    return detokenizer.USE_FAST_DETOKENIZER and isinstance(tokenizer, PreTrainedTokenizerFast)
 
 
 # How the engine orders waiting requests, for /info (by SCHEDULING_POLICY=priority or not).
