@@ -21,9 +21,11 @@ REPLACEMENT = "\ufffd"  # what a decoder shows for bytes that are not (yet) a ch
 
 # Token ids -> text.
 Decode = Callable[[list[int]], str]
+# The last prompt tokens an answer is decoded after, and their text.
+PromptContext = tuple[list[int], str]
 
 
-def prompt_context(decode: Decode, prompt_ids: Sequence[int]) -> tuple[list[int], str]:
+def prompt_context(decode: Decode, prompt_ids: Sequence[int]) -> PromptContext:
     """The last prompt tokens the answer is decoded after, and their text: the shortest tail
     of 4 to 23 tokens that decodes to whole characters, as vLLM primes its decoder."""
     if len(prompt_ids) > 4:
@@ -33,12 +35,6 @@ def prompt_context(decode: Decode, prompt_ids: Sequence[int]) -> tuple[list[int]
             if REPLACEMENT not in text:
                 return tail, text
     return list(prompt_ids), decode(list(prompt_ids))
-
-
-def ends_inside_a_character(decode: Decode, prompt_ids: Sequence[int]) -> bool:
-    """Whether the prompt's last bytes are not a whole character (a token-id prompt can end
-    so), and wait for the answer's."""
-    return prompt_context(decode, prompt_ids)[1].endswith(REPLACEMENT)
 
 
 def last_whole(decode: Decode, ids: list[int], lowest: int = 0) -> tuple[int, str]:
@@ -54,11 +50,12 @@ def last_whole(decode: Decode, ids: list[int], lowest: int = 0) -> tuple[int, st
 
 
 def answer_text(
-    decode: Decode, prompt_ids: Sequence[int], output_ids: Sequence[int], stopped: bool
+    decode: Decode, prompt: PromptContext, output_ids: Sequence[int], stopped: bool
 ) -> str:
-    """The text of ``output_ids`` (``stopped``: the last one is the stop token that ended
-    the answer). Two decodes, unless the prompt or the answer ends inside a character."""
-    context, before = prompt_context(decode, prompt_ids)
+    """The text of ``output_ids`` after ``prompt`` (``stopped``: the last one is the stop
+    token that ended the answer). One decode, unless the prompt or the answer ends inside a
+    character."""
+    context, before = prompt
     ids = context + list(output_ids[:-1] if stopped else output_ids)
     start = len(context)
     if before.endswith(REPLACEMENT):  # the prompt's last bytes wait for the answer's

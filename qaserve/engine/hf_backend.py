@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from itertools import groupby
 
-from qaserve.engine.detokenize import answer_text
+from qaserve.engine.detokenize import answer_text, prompt_context
 from qaserve.engine.types import BackendInfo, EngineStart, GenParams, GenResult, TokenLogprob
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,8 @@ class TransformersEngine:
                 new_ids, finish = new_ids[:position], "stop"
                 break
         # As vLLM's detokenizer shows it (no bytes of a character the answer stopped inside).
-        text = answer_text(self._decode, prompt_ids, new_ids, stopped=False)
+        context = prompt_context(self._decode, prompt_ids)
+        text = answer_text(self._decode, context, new_ids, stopped=False)
         text, stopped = cut_at_stop(text, params.stop)
         logprobs = prompt_logprobs = None
         if params.logprobs is not None:

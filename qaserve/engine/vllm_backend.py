@@ -26,7 +26,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from prep.adapters import max_lora_rank
-from qaserve.engine.detokenize import Decode, answer_text, ends_inside_a_character
+from qaserve.engine.detokenize import (
+    REPLACEMENT,
+    Decode,
+    PromptContext,
+    answer_text,
+    prompt_context,
+)
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (
@@ -433,21 +439,26 @@ class VllmEngine:
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
         return await join_chunks(self._run(prompt_ids, params, uuid.uuid4().hex))
 
-    def _decodes_at_end(self, prompt_ids: list[int], params: GenParams, incremental: bool) -> bool:
-        """Whether this server decodes the answer once it is done (vLLM's per-token
-        detokenizing is most of the server's CPU per token): where nothing needs the text
-        while it grows. Adapters keep vLLM's decoding, as they may bring their own tokenizer;
-        so do token-id prompts that end inside a character, whose text current releases
-        start with the whole prompt's (tokenizers' DecodeStream, primed with such a prompt)."""
-        return (
-            self._decode is not None
-            and not incremental
-            and not params.stop
-            and params.logprobs is None
-            and params.prompt_logprobs is None
-            and params.adapter is None
-            and not ends_inside_a_character(self._decode, prompt_ids)
-        )
+    def _decoding_context(
+        self, prompt_ids: list[int], params: GenParams, incremental: bool
+    ) -> PromptContext | None:
+        """The prompt context after which this server decodes the answer once it is done
+        (vLLM's per-token detokenizing is most of the server's CPU per token), or None where
+        vLLM decodes it: where something needs the text while it grows. Adapters keep vLLM's
+        decoding, as they may bring their own tokenizer; so do token-id prompts that end
+        inside a character, whose text current releases start with the whole prompt's
+        (tokenizers' DecodeStream, primed with such a prompt)."""
+        if (
+            self._decode is None
+            or incremental
+            or params.stop
+            or params.logprobs is not None
+            or params.prompt_logprobs is not None
+            or params.adapter is not None
+        ):
+            return None
+        context = prompt_context(self._decode, prompt_ids)
+        return None if context[1].endswith(REPLACEMENT) else context
 
     async def _run(
         self,
@@ -459,10 +470,10 @@ class VllmEngine:
         if incremental is None:
             # Only a sentence cap needs to see the text grow; else the final output suffices.
             incremental = bool(params.max_sentences)
-        at_end = self._decodes_at_end(prompt_ids, params, incremental)
+        context = self._decoding_context(prompt_ids, params, incremental)
         stream = self._engine.generate(
             engine_prompt(prompt_ids),
-            vllm_sampling_params(params, incremental, detokenize=not at_end),
+            vllm_sampling_params(params, incremental, detokenize=context is None),
             request_id,
             lora_request=self._lora[params.adapter] if params.adapter else None,
             priority=params.priority if self._by_priority else 0,
@@ -488,9 +499,9 @@ class VllmEngine:
                     if params.logprobs is not None:
                         logprobs = token_logprobs(piece.token_ids, piece.logprobs, params.logprobs)
                     text = piece.text
-                    if at_end:
+                    if context is not None:
                         stopped = piece.finish_reason == "stop"
-                        text = answer_text(self._decode, prompt_ids, piece.token_ids, stopped)
+                        text = answer_text(self._decode, context, piece.token_ids, stopped)
                     result = GenResult(text, len(piece.token_ids), finish, logprobs)
                     if params.prompt_logprobs is not None and output.prompt_logprobs:
                         # On one output only (the first of a stream); the first entry is None.
@@ -567,8 +578,9 @@ class VllmEngine:
             internal = getattr(processor, "external_req_ids", {}).get(request_id, [request_id])
             text_so_far = processor.request_states[internal[0]].detokenizer
             ids = text_so_far.output_token_ids
-            if self._decodes_at_end(prompt_ids, params, bool(params.max_sentences)):
-                text = answer_text(self._decode, prompt_ids, ids, stopped=False)
+            context = self._decoding_context(prompt_ids, params, bool(params.max_sentences))
+            if context is not None:
+                text = answer_text(self._decode, context, ids, stopped=False)
             else:
                 text = text_so_far.get_next_output_text(False, False)
             return GenResult(text, len(ids), "deadline")

@@ -58,7 +58,8 @@ def test_answer_text_is_what_the_token_by_token_decoder_shows(make):
             answer = [rng.randrange(vocab) for _ in range(rng.randint(0, 60))]
         stopped = bool(answer) and case % 5 == 0
         expected = streamed(tok, prompt, answer, stopped)
-        assert answer_text(decode, prompt, answer, stopped) == expected, (prompt, answer)
+        context = prompt_context(decode, prompt)
+        assert answer_text(decode, context, answer, stopped) == expected, (prompt, answer)
         whole = decode(answer[:-1] if stopped else answer)
         cut_inside += whole.endswith("\ufffd")
         stepped_back += whole.rstrip("\ufffd") != expected
@@ -73,13 +74,13 @@ def test_a_leading_space_decodes_in_context():
     decode = functools.partial(tok.decode, skip_special_tokens=True)
     prompt, answer = tok.encode("the quick").ids, tok.encode("brown fox").ids
     assert decode(answer) == "brown fox"  # alone, the decoder drops the word's space
-    assert answer_text(decode, prompt, answer, stopped=False) == " brown fox"
+    assert answer_text(decode, prompt_context(decode, prompt), answer, False) == " brown fox"
 
 
 def test_the_stop_token_adds_no_text_and_a_cut_character_shows_nothing():
     tok = byte_level()
     decode = functools.partial(tok.decode, skip_special_tokens=True)
-    prompt = tok.encode("CUDA 程序中的 host").ids
+    prompt = prompt_context(decode, tok.encode("CUDA 程序中的 host").ids)
     answer = tok.encode(" and device").ids
     (full_stop,) = tok.encode("。").ids  # an ordinary token, here as a stop token id
     assert answer_text(decode, prompt, [*answer, full_stop], stopped=True) == " and device"
