@@ -1,6 +1,6 @@
 """answer_text against the reference it replaces: tokenizers' DecodeStream, fed token by token
 as vLLM's fast detokenizer feeds it (primed with the prompt's tail, the stop token left out).
-The real-engine check of the same equality is tests/test_server.py's detokenize test."""
+The real-engine check of the same equality is tests/test_openai.py's decoded-once test."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from devtools.tiny_model import project_text, train_tokenizer
-from qaserve.engine.detokenize import answer_text, prompt_context
+from qaserve.engine import detokenize
+from qaserve.engine.detokenize import answer_text, byte_level_decoder, prompt_context
 
 
 def byte_level() -> Tokenizer:
@@ -42,10 +43,21 @@ def streamed(tok: Tokenizer, prompt: list[int], output: list[int], stopped: bool
     return "".join(piece or "" for piece in pieces)
 
 
-@pytest.mark.parametrize("make", [byte_level, metaspace])
-def test_answer_text_is_what_the_token_by_token_decoder_shows(make):
+def decoder(tok: Tokenizer, kind: str):
+    if kind == "byte table":
+        decode = byte_level_decoder(tok)
+        assert decode is not None
+        return decode
+    return functools.partial(tok.decode, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize(
+    "make, kind",
+    [(byte_level, "tokenizer"), (byte_level, "byte table"), (metaspace, "tokenizer")],
+)
+def test_answer_text_is_what_the_token_by_token_decoder_shows(make, kind):
     tok = make()
-    decode = functools.partial(tok.decode, skip_special_tokens=True)
+    decode = decoder(tok, kind)
     rng = random.Random(0)
     vocab = tok.get_vocab_size(with_added_tokens=True)
     texts = project_text()[:200]
@@ -89,3 +101,12 @@ def test_the_stop_token_adds_no_text_and_a_cut_character_shows_nothing():
     first_byte = tok.token_to_id("ç")
     assert decode([*answer, first_byte]).endswith("\ufffd")
     assert answer_text(decode, prompt, [*answer, first_byte], stopped=False) == " and device"
+
+
+def test_the_byte_table_is_taken_only_where_it_decodes_as_the_tokenizer(monkeypatch, caplog):
+    assert byte_level_decoder(metaspace()) is None  # not a byte-level tokenizer
+    # A byte map off by one byte: the check at start finds it and keeps the tokenizer's decoder.
+    chars = detokenize._byte_chars()
+    monkeypatch.setattr(detokenize, "_byte_chars", lambda: chars[1:] + chars[:1])
+    assert byte_level_decoder(byte_level()) is None
+    assert "byte-level decoding differs from the tokenizer's" in caplog.text
