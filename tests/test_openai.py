@@ -267,13 +267,17 @@ def test_echo_gives_the_prompt_tokens_logprobs_before_the_answer(server, sdk, mo
 def test_answers_decoded_once_at_the_end_are_vllms_token_by_token_text(
     server, sdk, model, tiny_model
 ):
-    """A whole answer is decoded once, when it is done (most of the server's CPU per token
-    saved); a streamed one vLLM decodes token by token. Same prompts, greedy: the texts must
+    """A whole answer is decoded once, when it is done, and its steps reach vLLM's output
+    processor in one piece (most of the server's CPU per token saved); a streamed one vLLM
+    decodes token by token, step by step. Same prompts, greedy: the texts must
     be equal, with answers cut at every length (inside a character too). Token-id prompts
     that end inside a character, whose text vLLM decodes its own way, must come out equal
     too."""
     info = httpx.get(server.url + "/info").json()
     assert info["engine_details"]["detokenize"].startswith("once per answer at its end")
+    # ... and their steps' token ids are held until the last (held_outputs.py)
+    assert info["engine_details"]["held_outputs"].startswith("an answer decoded at its end")
+    held_before = info["engine_stats"]["steps_held"]
     tok = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
     prompts = [tok.encode(q).ids for q in read_questions(ROOT / "data.jsonl")[:24]]
     first_byte = tok.token_to_id("ç")  # the first byte of 程 (and of many more) alone
@@ -293,3 +297,6 @@ def test_answers_decoded_once_at_the_end_are_vllms_token_by_token_text(
             assert choice.finish_reason == finishes[choice.index]
             compared += 1
     assert compared == 8 * 28
+    held = httpx.get(server.url + "/info").json()["engine_stats"]["steps_held"] - held_before
+    # Every whole answer of 3 or more tokens had steps held (28 prompts at 6 such budgets).
+    assert held >= 28 * sum(budget - 2 for budget in (3, 5, 8, 13, 21, 40)) // 2, held

@@ -18,7 +18,6 @@ import difflib
 import functools
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
@@ -31,8 +30,10 @@ from qaserve.engine.detokenize import (
     Decode,
     PromptContext,
     answer_text,
+    byte_level_decoder,
     prompt_context,
 )
+from qaserve.engine.held_outputs import HeldOutputs, new_request_id
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (
@@ -246,7 +247,15 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False, detokeniz
     taken = params.engine_sampling()
     if params.constraint is not None:
         taken.update(structured_outputs(params.constraint.engine_fields()))
-    return SamplingParams(**taken, output_kind=kind, detokenize=detokenize)
+    sampling = SamplingParams(**taken, output_kind=kind, detokenize=detokenize)
+    if params.constraint is None and hasattr(sampling, "skip_clone"):
+        # Current releases deep-copy each request's parameters unless told not to (about a
+        # fifth of what a request costs the server) and 0.10 always does. The shallow copy
+        # they make instead is enough: vLLM sets fields on its copy, and changes a shared
+        # container only to add the model's EOS ids to the stop-id set, the same for every
+        # request. (A constraint's parameters also record a grammar backend: deep-copied.)
+        sampling.skip_clone = True
+    return sampling
 
 
 def structured_outputs(fields: dict) -> dict:
@@ -318,15 +327,31 @@ def bulk_decoder(engine) -> tuple[Decode | None, str]:
         # 0.10 hands out a TokenizerGroup, current releases the tokenizer itself.
         tokenizer = getattr(tokenizer, "get_lora_tokenizer", lambda: tokenizer)()
         fast = _vllm_detokenizes_fast(tokenizer)
-        decode = functools.partial(tokenizer._tokenizer.decode, skip_special_tokens=True)
+        rust = tokenizer._tokenizer
     except (AttributeError, ImportError) as exc:
         logger.warning("answers are detokenized by vLLM as they are generated: %r", exc)
         return None, f"by vLLM as it generates (this build: {exc!r})"
     if not fast:
         return None, "by vLLM as it generates (its slow detokenizer for this tokenizer)"
+    decode = byte_level_decoder(rust)
+    how = "from a table of the tokens' bytes" if decode else "by the tokenizer"
+    decode = decode or functools.partial(rust.decode, skip_special_tokens=True)
     return decode, (
-        "once per answer at its end, where no stream, stop string, logprobs or adapter needs "
-        "text as it grows; else by vLLM as it generates"
+        f"once per answer at its end ({how}), where no stream, stop string, logprobs or "
+        "adapter needs text as it grows; else by vLLM as it generates"
+    )
+
+
+def held_outputs(engine, decode: Decode | None, may_hold: bool) -> tuple[HeldOutputs | None, str]:
+    """Where answers decoded at their end have their per-step outputs held (``held_outputs``),
+    and why not, for /info."""
+    if decode is None:
+        return None, "none: answers are detokenized by vLLM as they are generated"
+    if not may_hold:
+        return None, "none: LOG_ENGINE_STATS or VLLM_ENGINE_ARGS may put more in each step"
+    return HeldOutputs(engine.output_processor), (
+        "an answer decoded at its end has its steps' token ids held here and handed to "
+        "vLLM's output processor with its last step"
     )
 
 
@@ -349,7 +374,16 @@ _VLLM_DEAD_ERRORS = {"EngineDeadError", "AsyncEngineDeadError", "MQEngineDeadErr
 
 
 class VllmEngine:
-    def __init__(self, engine, info: BackendInfo, adapters: dict[str, str], by_priority: bool):
+    def __init__(
+        self,
+        engine,
+        info: BackendInfo,
+        adapters: dict[str, str],
+        by_priority: bool,
+        may_hold: bool,
+    ):
+        """``may_hold``: whether this engine's steps carry nothing but token ids for an answer
+        decoded at its end (see ``held_outputs``)."""
         import psutil
         from vllm.lora.request import LoRARequest
 
@@ -362,8 +396,9 @@ class VllmEngine:
         }
         self.info = info
         self._decode, info.details["detokenize"] = bulk_decoder(engine)
+        self._held, info.details["held_outputs"] = held_outputs(engine, self._decode, may_hold)
         # "aborted": requests stopped before the engine finished them (cap, client gone)
-        self.stats = {"running": 0, "aborted": 0}
+        self._counts = {"running": 0, "aborted": 0}
         # The engine core (and its helpers); not what a failed start attempt left to reap.
         self._processes = [p for p in psutil.Process().children() if _alive(p)]
         self._requests: set[asyncio.Task] = set()
@@ -389,6 +424,7 @@ class VllmEngine:
         engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
         by_priority = kwargs.get("scheduling_policy") == "priority"
+        may_hold = not settings.log_engine_stats and not settings.vllm_engine_args
         info = BackendInfo(
             backend="vllm",
             engine=type(engine).__name__,
@@ -405,7 +441,14 @@ class VllmEngine:
             constrains_output=True,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
-        return cls(engine, info, model.lora_adapters, by_priority)
+        return cls(engine, info, model.lora_adapters, by_priority, may_hold)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Live counters, for /info; steps_held: engine outputs held here (held_outputs.py)
+        rather than handed to vLLM one by one."""
+        held = self._held.steps_held if self._held else 0
+        return {**self._counts, "steps_held": held}
 
     def dead_reason(self) -> str | None:
         if self._dead is None:
@@ -431,13 +474,13 @@ class VllmEngine:
         """Text as it is generated; the last chunk carries the finish reason."""
         # Closed with this stream (client gone), not whenever the garbage collector gets to
         # it: until then vLLM would go on generating for nobody.
-        chunks = self._run(prompt_ids, params, uuid.uuid4().hex, incremental=True)
+        chunks = self._run(prompt_ids, params, new_request_id(), incremental=True)
         async with aclosing(chunks):
             async for chunk in chunks:
                 yield chunk
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
-        return await join_chunks(self._run(prompt_ids, params, uuid.uuid4().hex))
+        return await join_chunks(self._run(prompt_ids, params, new_request_id()))
 
     def _decoding_context(
         self, prompt_ids: list[int], params: GenParams, incremental: bool
@@ -481,9 +524,11 @@ class VllmEngine:
         if self._dead is not None:
             raise self._dead_error()
         ends, engine_finished, answered = 0, False, False
+        if context is not None and self._held:
+            self._held.hold(request_id)
         task = asyncio.current_task()
         self._requests.add(task)
-        self.stats["running"] += 1
+        self._counts["running"] += 1
         try:
             # Leaving early (sentence cap, client gone) closes the stream: vLLM aborts it.
             async with aclosing(stream):
@@ -527,9 +572,11 @@ class VllmEngine:
             self._declare_dead(f"{type(exc).__name__}: {exc}")
             raise self._dead_error() from exc
         finally:
+            if self._held:
+                self._held.release(request_id)
             self._requests.discard(task)
-            self.stats["running"] -= 1
-            self.stats["aborted"] += not engine_finished
+            self._counts["running"] -= 1
+            self._counts["aborted"] += not engine_finished
 
     async def generate_batch(
         self, prompts: list[list[int]], params: list[GenParams], deadline: float | None = None
@@ -543,7 +590,7 @@ class VllmEngine:
     async def _generate_until(
         self, deadline: float, prompts: list[list[int]], params: list[GenParams]
     ) -> list[GenResult]:
-        request_ids = [uuid.uuid4().hex for _ in prompts]
+        request_ids = [new_request_id() for _ in prompts]
         tasks = [
             asyncio.ensure_future(join_chunks(self._run(prompt, one, request_id)))
             for prompt, one, request_id in zip(prompts, params, request_ids, strict=True)
@@ -577,7 +624,9 @@ class VllmEngine:
             # Newer releases key the states by internal ids, one or more per request id.
             internal = getattr(processor, "external_req_ids", {}).get(request_id, [request_id])
             text_so_far = processor.request_states[internal[0]].detokenizer
-            ids = text_so_far.output_token_ids
+            ids = list(text_so_far.output_token_ids)
+            if self._held:
+                ids += self._held.held_ids(request_id)
             context = self._decoding_context(prompt_ids, params, bool(params.max_sentences))
             if context is not None:
                 text = answer_text(self._decode, context, ids, stopped=False)

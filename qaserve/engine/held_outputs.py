@@ -1,0 +1,78 @@
+"""The engine's per-step outputs of answers that nothing reads before they finish, held here
+and handed to vLLM's output processor in one piece, with the answer's last step.
+
+vLLM's engine sends the server one output per running request per step, and its output
+processor spends a few microseconds on each (bookkeeping, stats, building a result that a
+final-only request then drops): on a GPU, where a step takes milliseconds for hundreds of
+requests, that loop is the front end's largest cost per token. For an answer decoded at its
+end (no stream, stop string, logprobs or adapter: ``detokenize.py``) each of those outputs
+only adds token ids. The processor gets the answer's first output as it comes (it carries the
+prefill's facts: cached prompt tokens, the time of the first token) and its last one with the
+held token ids put in front of the step's own; the steps between are appended to a list here.
+
+An output is held only if its request id is one this server registered (``hold``) and the
+step did not finish it; anything else goes to vLLM unchanged, so a request id vLLM rewrote
+out of recognition costs speed, never answers. Only an engine whose steps carry nothing else
+for such a request may hold: stats logging (per-step events) and VLLM_ENGINE_ARGS (which
+may turn on per-step payloads) keep every output going to vLLM.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+# Request ids are this long, and vLLM's own ids for them start with them: current releases
+# append "-" and a random suffix, 0.10 keeps them as they are.
+ID_LENGTH = 16
+FIRST: tuple = ()  # held, its first output still to come (compared by identity)
+
+
+class HeldOutputs:
+    """Wraps ``processor.process_outputs`` (vLLM's OutputProcessor, V1 engine) on the
+    instance, where AsyncLLM's output handler looks it up at every step."""
+
+    def __init__(self, processor) -> None:
+        self._process: Callable = processor.process_outputs
+        processor.process_outputs = self._process_outputs
+        # request id -> token ids held so far; FIRST until its first output went by
+        self._held: dict[str, list[int] | tuple] = {}
+        self.steps_held = 0
+
+    def hold(self, request_id: str) -> None:
+        self._held[request_id] = FIRST
+
+    def release(self, request_id: str) -> list[int]:
+        """Stop holding (the request finished or was aborted); the token ids held."""
+        return list(self._held.pop(request_id, ()))
+
+    def held_ids(self, request_id: str) -> list[int]:
+        return list(self._held.get(request_id, ()))
+
+    def _process_outputs(self, outputs, *args, **kwargs):
+        held = self._held
+        if not held:
+            return self._process(outputs, *args, **kwargs)
+        passed = []
+        for output in outputs:
+            key = output.request_id[:ID_LENGTH]
+            ids = held.get(key)
+            if ids is None:  # not held
+                passed.append(output)
+            elif output.finish_reason is None and ids is not FIRST:
+                ids += output.new_token_ids
+            else:  # the first output, or the last
+                if ids:
+                    output.new_token_ids = ids + output.new_token_ids
+                held[key] = []
+                passed.append(output)
+        self.steps_held += len(outputs) - len(passed)
+        return self._process(passed, *args, **kwargs)
+
+
+_request_numbers = itertools.count()
+
+
+def new_request_id() -> str:
+    """A request id unique in this process, ID_LENGTH characters long."""
+    return f"qa{next(_request_numbers):0{ID_LENGTH - 2}x}"
