@@ -13,8 +13,8 @@ held token ids put in front of the step's own; the steps between are appended to
 An output is held only if its request id is one this server registered (``hold``) and the
 step did not finish it; anything else goes to vLLM unchanged, so a request id vLLM rewrote
 out of recognition costs speed, never answers. Only an engine whose steps carry nothing else
-for such a request may hold: stats logging (per-step events) and VLLM_ENGINE_ARGS (which
-may turn on per-step payloads) keep every output going to vLLM.
+for such a request holds (``vllm_backend.hold_refusal``): stats logging, and engine arguments
+that may add to every output, keep each output going to vLLM.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ class HeldOutputs:
     def hold(self, request_id: str) -> None:
         self._held[request_id] = FIRST
 
-    def release(self, request_id: str) -> list[int]:
-        """Stop holding (the request finished or was aborted); the token ids held."""
-        return list(self._held.pop(request_id, ()))
+    def release(self, request_id: str) -> None:
+        """Stop holding: the request finished, or was aborted (vLLM dropped its state)."""
+        self._held.pop(request_id, None)
 
     def held_ids(self, request_id: str) -> list[int]:
         return list(self._held.get(request_id, ()))

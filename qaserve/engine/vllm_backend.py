@@ -342,13 +342,50 @@ def bulk_decoder(engine) -> tuple[Decode | None, str]:
     )
 
 
-def held_outputs(engine, decode: Decode | None, may_hold: bool) -> tuple[HeldOutputs | None, str]:
+# VLLM_ENGINE_ARGS that change how the engine computes a step, not what a step's output carries
+# for a request: answers' steps may still be held with them. Any other argument (routed experts,
+# KV transfer, ...) may add to each output, which vLLM would then miss.
+STEP_NEUTRAL_ARGS = frozenset(
+    {
+        "async_scheduling",
+        "attention_backend",
+        "block_size",
+        "compilation_config",
+        "cpu_offload_gb",
+        "cuda_graph_sizes",
+        "cudagraph_capture_sizes",
+        "disable_cascade_attn",
+        "disable_custom_all_reduce",
+        "enable_chunked_prefill",
+        "max_cudagraph_capture_size",
+        "max_logprobs",
+        "max_seq_len_to_capture",
+        "num_gpu_blocks_override",
+        "swap_space",
+    }
+)
+
+
+def hold_refusal(settings: EngineSettings) -> str | None:
+    """Why this engine's steps may carry more than token ids for an answer decoded at its end
+    (so none may be held), or None."""
+    if settings.log_engine_stats:
+        return "LOG_ENGINE_STATS=1: vLLM counts its stats from every step"
+    others = sorted(settings.vllm_engine_args.keys() - STEP_NEUTRAL_ARGS)
+    if others:
+        return f"VLLM_ENGINE_ARGS names {', '.join(others)}, which may add to every step's output"
+    return None
+
+
+def held_outputs(
+    engine, decode: Decode | None, refusal: str | None
+) -> tuple[HeldOutputs | None, str]:
     """Where answers decoded at their end have their per-step outputs held (``held_outputs``),
     and why not, for /info."""
     if decode is None:
         return None, "none: answers are detokenized by vLLM as they are generated"
-    if not may_hold:
-        return None, "none: LOG_ENGINE_STATS or VLLM_ENGINE_ARGS may put more in each step"
+    if refusal:
+        return None, f"none: {refusal}"
     return HeldOutputs(engine.output_processor), (
         "an answer decoded at its end has its steps' token ids held here and handed to "
         "vLLM's output processor with its last step"
@@ -380,10 +417,9 @@ class VllmEngine:
         info: BackendInfo,
         adapters: dict[str, str],
         by_priority: bool,
-        may_hold: bool,
+        hold_refusal: str | None,
     ):
-        """``may_hold``: whether this engine's steps carry nothing but token ids for an answer
-        decoded at its end (see ``held_outputs``)."""
+        """``hold_refusal``: why answers' steps may not be held (see ``held_outputs``)."""
         import psutil
         from vllm.lora.request import LoRARequest
 
@@ -396,7 +432,7 @@ class VllmEngine:
         }
         self.info = info
         self._decode, info.details["detokenize"] = bulk_decoder(engine)
-        self._held, info.details["held_outputs"] = held_outputs(engine, self._decode, may_hold)
+        self._held, info.details["held_outputs"] = held_outputs(engine, self._decode, hold_refusal)
         # "aborted": requests stopped before the engine finished them (cap, client gone)
         self._counts = {"running": 0, "aborted": 0}
         # The engine core (and its helpers); not what a failed start attempt left to reap.
@@ -424,7 +460,6 @@ class VllmEngine:
         engine_processes_die_with_this_process()
         engine = AsyncLLMEngine.from_engine_args(args)
         by_priority = kwargs.get("scheduling_policy") == "priority"
-        may_hold = not settings.log_engine_stats and not settings.vllm_engine_args
         info = BackendInfo(
             backend="vllm",
             engine=type(engine).__name__,
@@ -441,7 +476,7 @@ class VllmEngine:
             constrains_output=True,
         )
         logger.info("vLLM %s engine %s ready", info.version, info.engine)
-        return cls(engine, info, model.lora_adapters, by_priority, may_hold)
+        return cls(engine, info, model.lora_adapters, by_priority, hold_refusal(settings))
 
     @property
     def stats(self) -> dict[str, int]:

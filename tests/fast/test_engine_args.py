@@ -9,7 +9,12 @@ from pydantic import ValidationError
 
 from qaserve.engine import factory, start_ladder
 from qaserve.engine.types import EngineConfigError, EngineStart
-from qaserve.engine.vllm_backend import SETTING_OF_KEYWORD, VllmEngine, engine_kwargs
+from qaserve.engine.vllm_backend import (
+    SETTING_OF_KEYWORD,
+    VllmEngine,
+    engine_kwargs,
+    hold_refusal,
+)
 from qaserve.settings import Settings
 
 # Every keyword the settings build, the request-log switches and one argument beyond them.
@@ -133,3 +138,18 @@ def test_the_installed_vllm_takes_its_own_arguments_and_refuses_others():
         kwargs_for(wrong, accepted, vllm.__version__)
     assert "no_such_arg" in str(refused.value)
     assert f"vLLM {vllm.__version__}'s AsyncEngineArgs" in str(refused.value)
+
+
+def test_steps_are_held_unless_stats_or_an_engine_argument_may_add_to_them(monkeypatch):
+    """Holding answers' steps (held_outputs.py) is on by default and with the GPU arguments
+    docs/competition.md names; stats logging, or an argument that may add to every step's
+    output, keeps each step going to vLLM, and /info says which."""
+    assert hold_refusal(Settings().engine) is None
+    gpu = '{"async_scheduling": true, "compilation_config": {"level": 3}, "cuda_graph_sizes": [8]}'
+    monkeypatch.setenv("VLLM_ENGINE_ARGS", gpu)
+    assert hold_refusal(Settings().engine) is None
+    monkeypatch.setenv("VLLM_ENGINE_ARGS", '{"enable_return_routed_experts": true}')
+    assert "VLLM_ENGINE_ARGS names enable_return_routed_experts" in hold_refusal(Settings().engine)
+    monkeypatch.setenv("VLLM_ENGINE_ARGS", "{}")
+    monkeypatch.setenv("LOG_ENGINE_STATS", "1")
+    assert hold_refusal(Settings().engine).startswith("LOG_ENGINE_STATS=1")
