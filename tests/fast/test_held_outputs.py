@@ -36,6 +36,7 @@ def run(requests: dict[str, int], held: set[str], seed: int = 0):
         holder.hold(request_id)
     rng = random.Random(seed)
     made = dict.fromkeys(requests, 0)
+    engine_ids = {r: f"{r}-{rng.getrandbits(32):08x}" for r in requests}  # as vLLM renames them
     while any(made[r] < n for r, n in requests.items()):
         step = []
         for request_id, n in requests.items():
@@ -43,7 +44,7 @@ def run(requests: dict[str, int], held: set[str], seed: int = 0):
                 made[request_id] += 1
                 finish = "length" if made[request_id] == n else None
                 token = rng.randrange(1000)
-                step.append(Output(f"{request_id}-{rng.getrandbits(32):08x}", [token], finish))
+                step.append(Output(engine_ids[request_id], [token], finish))
         assert processor.process_outputs(step, 1.5, None) == ("processed", 1.5, None)
     return processor, holder
 
