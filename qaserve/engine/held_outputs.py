@@ -65,10 +65,10 @@ class HeldOutputs:
             if ids:  # the last output: the held token ids go in front of its own
                 output.new_token_ids = ids + output.new_token_ids
                 held[engine_id] = []
-            elif ids is None and waiting and engine_id[:ID_LENGTH] in waiting:
+            elif ids is None and waiting and (request_id := engine_id[:ID_LENGTH]) in waiting:
                 # Its first output (vLLM's id learnt here): the ones after it are held.
-                waiting.discard(engine_id[:ID_LENGTH])
-                self._engine_ids[engine_id[:ID_LENGTH]] = engine_id
+                waiting.discard(request_id)
+                self._engine_ids[request_id] = engine_id
                 held[engine_id] = []
             passed.append(output)
         self.steps_held += len(outputs) - len(passed)

@@ -417,9 +417,9 @@ class VllmEngine:
         info: BackendInfo,
         adapters: dict[str, str],
         by_priority: bool,
-        hold_refusal: str | None,
+        refusal: str | None,
     ):
-        """``hold_refusal``: why answers' steps may not be held (see ``held_outputs``)."""
+        """``refusal``: why answers' steps may not be held (``hold_refusal``), or None."""
         import psutil
         from vllm.lora.request import LoRARequest
 
@@ -432,7 +432,7 @@ class VllmEngine:
         }
         self.info = info
         self._decode, info.details["detokenize"] = bulk_decoder(engine)
-        self._held, info.details["held_outputs"] = held_outputs(engine, self._decode, hold_refusal)
+        self._held, info.details["held_outputs"] = held_outputs(engine, self._decode, refusal)
         # "aborted": requests stopped before the engine finished them (cap, client gone)
         self._counts = {"running": 0, "aborted": 0}
         # The engine core (and its helpers); not what a failed start attempt left to reap.
