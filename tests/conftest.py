@@ -26,8 +26,8 @@ def server(tiny_model, tmp_path_factory):
         MAX_NEW_TOKENS=str(DEFAULT_BUDGET),
         BUDGET_RULES=json.dumps(TEST_RULES, ensure_ascii=False),
         API_KEY=",".join(API_KEYS),
-        # LOG_ENGINE_STATS stays off, as by default: the engine's steps are held
-        # (held_outputs.py); the speculative test's server logs them (vLLM's metrics).
+        # LOG_ENGINE_STATS stays off, as by default: the engine holds answers' steps
+        # (held_steps.py); the speculative test's server logs them (vLLM's metrics).
     )
     with Server(env, tmp_path_factory.mktemp("logs") / "server.log") as running:
         yield running

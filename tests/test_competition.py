@@ -52,8 +52,8 @@ def test_a_batch_past_the_deadline_returns_every_answer_in_time(judge):
     answers = reply.json()["response"]
     assert len(answers) == len(questions) and all(isinstance(a, str) for a in answers)
     assert sum(bool(a) for a in answers) > len(answers) // 2, "most answers got some text"
-    # A cut answer has the tokens generated so far, held ones too (held_outputs.py), not
-    # only its first.
+    # A cut answer has the tokens generated so far, not only its first: the engine sent
+    # the ids it held ahead of the deadline (held_steps.py).
     assert int(reply.headers["X-Output-Tokens"]) > 4 * len(questions)
     cut = int(reply.headers["X-Cut-At-Deadline"])
     assert 0 < cut <= len(questions)

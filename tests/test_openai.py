@@ -267,36 +267,46 @@ def test_echo_gives_the_prompt_tokens_logprobs_before_the_answer(server, sdk, mo
 def test_answers_decoded_once_at_the_end_are_vllms_token_by_token_text(
     server, sdk, model, tiny_model
 ):
-    """A whole answer is decoded once, when it is done, and its steps reach vLLM's output
-    processor in one piece (most of the server's CPU per token saved); a streamed one vLLM
-    decodes token by token, step by step. Same prompts, greedy: the texts must
-    be equal, with answers cut at every length (inside a character too). Token-id prompts
-    that end inside a character, whose text vLLM decodes its own way, must come out equal
-    too."""
+    """A whole answer is decoded once, when it is done, and the engine holds its steps: it
+    leaves the engine in two outputs, its first and its last (most of the server's CPU per
+    token saved); a streamed one leaves it step by step and vLLM decodes it token by token.
+    Same prompts, greedy: the texts must be equal, with answers cut at every length (inside a
+    character too). Token-id prompts that end inside a character, whose text vLLM decodes its
+    own way, must come out equal too."""
     info = httpx.get(server.url + "/info").json()
     assert info["engine_details"]["detokenize"].startswith("once per answer at its end")
-    # ... and their steps' token ids are held until the last (held_outputs.py)
-    assert info["engine_details"]["held_outputs"].startswith("an answer decoded at its end")
-    held_before = info["engine_stats"]["steps_held"]
+    assert info["engine_details"]["held_steps"].startswith("in the engine core")
     tok = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
     prompts = [tok.encode(q).ids for q in read_questions(ROOT / "data.jsonl")[:24]]
     first_byte = tok.token_to_id("ç")  # the first byte of 程 (and of many more) alone
     prompts += [[*ids, first_byte] for ids in prompts[:4]]
-    compared = 0
-    for budget in (1, 2, 3, 5, 8, 13, 21, 40):
+    compared = whole_outputs = streamed_outputs = tokens = 0
+    budgets = (1, 2, 3, 5, 8, 13, 21, 40)
+    for budget in budgets:
         body = {"model": model, "prompt": prompts, "max_tokens": budget, "temperature": 0}
+        before = engine_outputs(server)
         whole = sdk.completions.create(**body)
+        whole_outputs += engine_outputs(server) - before
+        tokens += whole.usage.completion_tokens
+        before = engine_outputs(server)
         streamed: dict[int, str] = {}
         finishes: dict[int, str] = {}
         for chunk in sdk.completions.create(**body, stream=True):
             for choice in chunk.choices:
                 streamed[choice.index] = streamed.get(choice.index, "") + choice.text
                 finishes[choice.index] = choice.finish_reason or finishes.get(choice.index)
+        streamed_outputs += engine_outputs(server) - before
         for choice in whole.choices:
             assert choice.text == streamed[choice.index], (budget, prompts[choice.index])
             assert choice.finish_reason == finishes[choice.index]
             compared += 1
     assert compared == 8 * 28
-    held = httpx.get(server.url + "/info").json()["engine_stats"]["steps_held"] - held_before
-    # Every whole answer of 3 or more tokens had steps held (28 prompts at 6 such budgets).
-    assert held >= 28 * sum(budget - 2 for budget in (3, 5, 8, 13, 21, 40)) // 2, held
+    # One output per token streamed (a step makes one); at most two per whole answer, but for
+    # the 4 prompts that end inside a character (vLLM decodes those, step by step).
+    assert streamed_outputs == tokens > 4 * compared, (streamed_outputs, tokens)
+    assert whole_outputs <= 2 * 24 * len(budgets) + 4 * sum(budgets), whole_outputs
+
+
+def engine_outputs(server) -> int:
+    """The outputs the engine has sent the server so far."""
+    return httpx.get(server.url + "/info").json()["engine_stats"]["engine_outputs"]

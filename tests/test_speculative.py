@@ -86,11 +86,11 @@ def test_draft_speculation_answers_as_the_plain_engine_does(draft_client, client
 
 def test_engine_stats_bring_vllm_metrics_and_keep_every_step_with_vllm(draft_client):
     """LOG_ENGINE_STATS=1 puts vLLM's engine metrics on /metrics, counted from every step:
-    no step is held in the server (held_outputs.py) on such an engine."""
+    no step is held in the engine (held_steps.py) on such an engine."""
     reply = draft_client.post("/predict", json={"prompt": questions(4), "max_tokens": 16})
     assert reply.status_code == 200, reply.text
     families = text_string_to_metric_families(draft_client.get("/metrics").text)
     assert [family.name for family in families if family.name.startswith("vllm:")]
     info = draft_client.get("/info").json()
-    assert info["engine_details"]["held_outputs"].startswith("none: LOG_ENGINE_STATS")
-    assert info["engine_stats"]["steps_held"] == 0
+    assert info["engine_details"]["held_steps"].startswith("none: LOG_ENGINE_STATS")
+    assert "scheduler_cls" not in info["engine_details"]["engine_args"]

@@ -16,7 +16,9 @@ import asyncio
 import dataclasses
 import difflib
 import functools
+import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -33,7 +35,7 @@ from qaserve.engine.detokenize import (
     byte_level_decoder,
     prompt_context,
 )
-from qaserve.engine.held_outputs import HeldOutputs, new_request_id
+from qaserve.engine.held_steps import HOLD_UNTIL, held_steps_scheduler, hold_until
 from qaserve.engine.parallel import prepare_layout
 from qaserve.engine.processes import engine_processes_die_with_this_process
 from qaserve.engine.types import (
@@ -147,7 +149,8 @@ def engine_kwargs(
     kept = drop_unaccepted(named, accepted, vllm_version, (model, settings))
     logs_off = {key: value for key, value in REQUEST_LOGS_OFF.items() if key in accepted}
     compact = compact_json_kwargs(accepted) if settings.compact_json else {}
-    return {**logs_off, **kept, **compact, **settings.vllm_engine_args}
+    held = {} if hold_refusal(settings) else {"scheduler_cls": HELD_STEPS_SCHEDULER}
+    return {**logs_off, **kept, **compact, **held, **settings.vllm_engine_args}
 
 
 def compact_json_kwargs(accepted: set[str]) -> dict:
@@ -236,10 +239,16 @@ def lora_kwargs(adapters: dict[str, str]) -> dict:
 
 
 @functools.lru_cache(maxsize=512)
-def vllm_sampling_params(params: GenParams, incremental: bool = False, detokenize: bool = True):
+def vllm_sampling_params(
+    params: GenParams,
+    incremental: bool = False,
+    detokenize: bool = True,
+    held_until: float | None = None,
+):
     """vLLM's SamplingParams, built once per distinct GenParams (a /predict batch has a handful)
     and shared by the requests: vLLM clones them before it changes any field.
-    ``detokenize=False``: vLLM leaves the text to the caller (``answer_text``)."""
+    ``detokenize=False``: vLLM leaves the text to the caller (``answer_text``).
+    ``held_until``: the engine holds the request's steps until then (``held_steps.py``)."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -247,6 +256,8 @@ def vllm_sampling_params(params: GenParams, incremental: bool = False, detokeniz
     taken = params.engine_sampling()
     if params.constraint is not None:
         taken.update(structured_outputs(params.constraint.engine_fields()))
+    if held_until is not None:
+        taken["extra_args"] = {HOLD_UNTIL: held_until}
     sampling = SamplingParams(**taken, output_kind=kind, detokenize=detokenize)
     if params.constraint is None and hasattr(sampling, "skip_clone"):
         # Current releases deep-copy each request's parameters unless told not to (about a
@@ -367,29 +378,51 @@ STEP_NEUTRAL_ARGS = frozenset(
 
 
 def hold_refusal(settings: EngineSettings) -> str | None:
-    """Why this engine's steps may carry more than token ids for an answer decoded at its end
-    (so none may be held), or None."""
+    """Why this engine may not hold steps (``held_steps.py``): they may carry more than token
+    ids for an answer decoded at its end, or another scheduler is asked for. None: it may."""
     if settings.log_engine_stats:
         return "LOG_ENGINE_STATS=1: vLLM counts its stats from every step"
+    if "scheduler_cls" in settings.vllm_engine_args:
+        return "VLLM_ENGINE_ARGS names scheduler_cls: the engine runs that scheduler as it is"
     others = sorted(settings.vllm_engine_args.keys() - STEP_NEUTRAL_ARGS)
     if others:
         return f"VLLM_ENGINE_ARGS names {', '.join(others)}, which may add to every step's output"
     return None
 
 
-def held_outputs(
-    engine, decode: Decode | None, refusal: str | None
-) -> tuple[HeldOutputs | None, str]:
-    """Where answers decoded at their end have their per-step outputs held (``held_outputs``),
-    and why not, for /info."""
+# The engine argument scheduler_cls that holds steps in the engine core (held_steps.py).
+HELD_STEPS_SCHEDULER = f"{held_steps_scheduler.__module__}.{held_steps_scheduler.__name__}"
+
+
+def held_steps(engine, decode: Decode | None, refusal: str | None) -> tuple[bool, str]:
+    """Whether the engine holds the steps of answers decoded at their end (``held_steps.py``),
+    and where or why not, for /info."""
     if decode is None:
-        return None, "none: answers are detokenized by vLLM as they are generated"
+        return False, "none: answers are detokenized by vLLM as they are generated"
     if refusal:
-        return None, f"none: {refusal}"
-    return HeldOutputs(engine.output_processor), (
-        "an answer decoded at its end has its steps' token ids held here and handed to "
-        "vLLM's output processor with its last step"
+        return False, f"none: {refusal}"
+    chosen = engine.vllm_config.scheduler_config.scheduler_cls
+    if chosen != HELD_STEPS_SCHEDULER:  # 0.10 puts its AsyncScheduler in for async_scheduling
+        return False, f"none: vLLM runs the scheduler {chosen}"
+    return True, (
+        "in the engine core: an answer decoded at its end comes from the engine in two "
+        "outputs, its first and its last (every step from 1-2 s before a /predict deadline)"
     )
+
+
+def count_outputs(engine, counts: dict[str, int]) -> None:
+    """Counts the outputs vLLM's engine core sends this process (``counts["engine_outputs"]``),
+    one add per step, around the output processor that takes them (V1 engines)."""
+    processor = getattr(engine, "output_processor", None)
+    if processor is None:
+        return
+    process = processor.process_outputs
+
+    def counted(outputs, *args, **kwargs):
+        counts["engine_outputs"] += len(outputs)
+        return process(outputs, *args, **kwargs)
+
+    processor.process_outputs = counted  # looked up on the instance at every step
 
 
 def _vllm_detokenizes_fast(tokenizer) -> bool:
@@ -432,9 +465,10 @@ class VllmEngine:
         }
         self.info = info
         self._decode, info.details["detokenize"] = bulk_decoder(engine)
-        self._held, info.details["held_outputs"] = held_outputs(engine, self._decode, refusal)
+        self._holds, info.details["held_steps"] = held_steps(engine, self._decode, refusal)
         # "aborted": requests stopped before the engine finished them (cap, client gone)
-        self._counts = {"running": 0, "aborted": 0}
+        self._counts = {"running": 0, "aborted": 0, "engine_outputs": 0}
+        count_outputs(engine, self._counts)
         # The engine core (and its helpers); not what a failed start attempt left to reap.
         self._processes = [p for p in psutil.Process().children() if _alive(p)]
         self._requests: set[asyncio.Task] = set()
@@ -480,10 +514,9 @@ class VllmEngine:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Live counters, for /info; steps_held: engine outputs held here (held_outputs.py)
-        rather than handed to vLLM one by one."""
-        held = self._held.steps_held if self._held else 0
-        return {**self._counts, "steps_held": held}
+        """Live counters, for /info: running and aborted requests, and the outputs the engine
+        sent (fewer than one per step for each answer whose steps it holds)."""
+        return dict(self._counts)
 
     def dead_reason(self) -> str | None:
         if self._dead is None:
@@ -509,13 +542,13 @@ class VllmEngine:
         """Text as it is generated; the last chunk carries the finish reason."""
         # Closed with this stream (client gone), not whenever the garbage collector gets to
         # it: until then vLLM would go on generating for nobody.
-        chunks = self._run(prompt_ids, params, new_request_id(), incremental=True)
+        chunks = self._run(prompt_ids, params, new_request_id(), math.inf, incremental=True)
         async with aclosing(chunks):
             async for chunk in chunks:
                 yield chunk
 
     async def generate(self, prompt_ids: list[int], params: GenParams) -> GenResult:
-        return await join_chunks(self._run(prompt_ids, params, new_request_id()))
+        return await join_chunks(self._run(prompt_ids, params, new_request_id(), math.inf))
 
     def _decoding_context(
         self, prompt_ids: list[int], params: GenParams, incremental: bool
@@ -543,15 +576,19 @@ class VllmEngine:
         prompt_ids: list[int],
         params: GenParams,
         request_id: str,
+        held_until: float,
         incremental: bool | None = None,
     ) -> AsyncIterator[GenResult]:
+        """``held_until``: until when the engine may hold the request's steps, if it holds
+        them (``held_steps.hold_until``)."""
         if incremental is None:
             # Only a sentence cap needs to see the text grow; else the final output suffices.
             incremental = bool(params.max_sentences)
         context = self._decoding_context(prompt_ids, params, incremental)
+        held = held_until if context is not None and self._holds else None
         stream = self._engine.generate(
             engine_prompt(prompt_ids),
-            vllm_sampling_params(params, incremental, detokenize=context is None),
+            vllm_sampling_params(params, incremental, context is None, held),
             request_id,
             lora_request=self._lora[params.adapter] if params.adapter else None,
             priority=params.priority if self._by_priority else 0,
@@ -559,8 +596,6 @@ class VllmEngine:
         if self._dead is not None:
             raise self._dead_error()
         ends, engine_finished, answered = 0, False, False
-        if context is not None and self._held:
-            self._held.hold(request_id)
         task = asyncio.current_task()
         self._requests.add(task)
         self._counts["running"] += 1
@@ -607,8 +642,6 @@ class VllmEngine:
             self._declare_dead(f"{type(exc).__name__}: {exc}")
             raise self._dead_error() from exc
         finally:
-            if self._held:
-                self._held.release(request_id)
             self._requests.discard(task)
             self._counts["running"] -= 1
             self._counts["aborted"] += not engine_finished
@@ -626,8 +659,9 @@ class VllmEngine:
         self, deadline: float, prompts: list[list[int]], params: list[GenParams]
     ) -> list[GenResult]:
         request_ids = [new_request_id() for _ in prompts]
+        until = hold_until(deadline - time.monotonic())  # the cut needs every id by then
         tasks = [
-            asyncio.ensure_future(join_chunks(self._run(prompt, one, request_id)))
+            asyncio.ensure_future(join_chunks(self._run(prompt, one, request_id, until)))
             for prompt, one, request_id in zip(prompts, params, request_ids, strict=True)
         ]
         cut: dict[asyncio.Future, GenResult] = {}
@@ -660,8 +694,6 @@ class VllmEngine:
             internal = getattr(processor, "external_req_ids", {}).get(request_id, [request_id])
             text_so_far = processor.request_states[internal[0]].detokenizer
             ids = list(text_so_far.output_token_ids)
-            if self._held:
-                ids += self._held.held_ids(request_id)
             context = self._decoding_context(prompt_ids, params, bool(params.max_sentences))
             if context is not None:
                 text = answer_text(self._decode, context, ids, stopped=False)
@@ -676,6 +708,14 @@ class VllmEngine:
         stop = getattr(self._engine, "shutdown", None) or self._engine.shutdown_background_loop
         stop()
         logger.info("vLLM engine shut down")
+
+
+_request_numbers = itertools.count()
+
+
+def new_request_id() -> str:
+    """A request id unique in this process."""
+    return f"qa{next(_request_numbers):014x}"
 
 
 def _is_refusal(exc: Exception) -> bool:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from qaserve.engine import factory, start_ladder
 from qaserve.engine.types import EngineConfigError, EngineStart
 from qaserve.engine.vllm_backend import (
+    HELD_STEPS_SCHEDULER,
     SETTING_OF_KEYWORD,
     VllmEngine,
     engine_kwargs,
@@ -19,7 +20,7 @@ from qaserve.settings import Settings
 
 # Every keyword the settings build, the request-log switches and one argument beyond them.
 ALL_NAMED = set(SETTING_OF_KEYWORD) | {"disable_log_requests", "enable_log_requests"}
-FAKE_ACCEPTED = ALL_NAMED | {"async_scheduling", "compilation_config"}
+FAKE_ACCEPTED = ALL_NAMED | {"async_scheduling", "compilation_config", "scheduler_cls"}
 
 
 def kwargs_for(settings: Settings, accepted: set[str], version: str = "9.9.0") -> dict:
@@ -141,15 +142,22 @@ def test_the_installed_vllm_takes_its_own_arguments_and_refuses_others():
 
 
 def test_steps_are_held_unless_stats_or_an_engine_argument_may_add_to_them(monkeypatch):
-    """Holding answers' steps (held_outputs.py) is on by default and with the GPU arguments
-    docs/competition.md names; stats logging, or an argument that may add to every step's
-    output, keeps each step going to vLLM, and /info says which."""
+    """Holding answers' steps in the engine (held_steps.py, through vLLM's scheduler_cls) is
+    on by default and with the GPU arguments docs/competition.md names; stats logging, an
+    argument that may add to every step's output, or a scheduler of one's own keeps each
+    step going out, and /info says which."""
     assert hold_refusal(Settings().engine) is None
+    assert kwargs_for(Settings(), FAKE_ACCEPTED)["scheduler_cls"] == HELD_STEPS_SCHEDULER
     gpu = '{"async_scheduling": true, "compilation_config": {"level": 3}, "cuda_graph_sizes": [8]}'
     monkeypatch.setenv("VLLM_ENGINE_ARGS", gpu)
     assert hold_refusal(Settings().engine) is None
     monkeypatch.setenv("VLLM_ENGINE_ARGS", '{"enable_return_routed_experts": true}')
     assert "VLLM_ENGINE_ARGS names enable_return_routed_experts" in hold_refusal(Settings().engine)
+    own = "my.Scheduler"
+    monkeypatch.setenv("VLLM_ENGINE_ARGS", f'{{"scheduler_cls": "{own}"}}')
+    assert "names scheduler_cls" in hold_refusal(Settings().engine)
+    assert kwargs_for(Settings(), FAKE_ACCEPTED)["scheduler_cls"] == own
     monkeypatch.setenv("VLLM_ENGINE_ARGS", "{}")
     monkeypatch.setenv("LOG_ENGINE_STATS", "1")
     assert hold_refusal(Settings().engine).startswith("LOG_ENGINE_STATS=1")
+    assert "scheduler_cls" not in kwargs_for(Settings(), FAKE_ACCEPTED)
