@@ -27,8 +27,11 @@ call its own class.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
+
+logger = logging.getLogger(__name__)
 
 # The key of SamplingParams.extra_args that marks a request to hold.
 HOLD_UNTIL = "qaserve_hold_until"
@@ -164,4 +167,5 @@ def held_steps_scheduler(*args, **kwargs):
         from vllm.v1.core.sched.async_scheduler import AsyncScheduler as base
     else:
         from vllm.v1.core.sched.scheduler import Scheduler as base
+    logger.info("steps of answers decoded at their end held by %s", holding(base).__name__)
     return holding(base)(*args, **kwargs)

@@ -403,6 +403,7 @@ def held_steps(engine, decode: Decode | None, refusal: str | None) -> tuple[bool
         return False, f"none: {refusal}"
     chosen = engine.vllm_config.scheduler_config.scheduler_cls
     if chosen != HELD_STEPS_SCHEDULER:  # 0.10 puts its AsyncScheduler in for async_scheduling
+        logger.warning("no steps held in the engine: vLLM runs the scheduler %s", chosen)
         return False, f"none: vLLM runs the scheduler {chosen}"
     return True, (
         "in the engine core: an answer decoded at its end comes from the engine in two "
