@@ -66,7 +66,10 @@ COPY prep/ prep/
 # Run time is offline: the model is in /models, and no library may look for a hub.
 # VLLM_HOST_IP: without it vLLM finds its own address by a UDP connect to 8.8.8.8
 # (tests/test_offline.py caught it); one container talks to itself over loopback.
+# PYTHONPATH: vLLM's engine core builds its scheduler from qaserve by name (held steps,
+# docs/backends.md), also in a Ray worker that did not start in /app.
 ENV MODEL_MANIFEST=/models/manifest.json \
+    PYTHONPATH=/app \
     VLLM_HOST_IP=127.0.0.1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
