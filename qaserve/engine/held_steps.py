@@ -40,12 +40,11 @@ HOLD_UNTIL = "qaserve_hold_until"
 FLUSH_BEFORE_DEADLINE_SECONDS = 1.0
 
 
-def hold_until(deadline_in: float | None) -> float:
-    """The HOLD_UNTIL mark for a request whose deadline is ``deadline_in`` seconds away (None:
-    none): a whole second of wall-clock time, 1-2 s before the deadline, so that requests
-    within the same second share one set of sampling parameters."""
-    if deadline_in is None:
-        return math.inf
+def hold_until(deadline_in: float) -> float:
+    """The HOLD_UNTIL mark for a request whose deadline is ``deadline_in`` seconds away (one
+    without a deadline is marked math.inf): a whole second of wall-clock time, 1-2 s before
+    the deadline, so that requests within the same second share one set of sampling
+    parameters."""
     return float(math.floor(time.time() + deadline_in - FLUSH_BEFORE_DEADLINE_SECONDS))
 
 
@@ -87,6 +86,8 @@ class HeldSteps:
             request_id = output.request_id
             ids = held.get(request_id)
             if ids is not None:
+                # An output that carries more than ids (prefill facts again, after a
+                # preemption) goes out with the held ids, and the request is held no more.
                 if output.finish_reason is None and getattr(output, "prefill_stats", None) is None:
                     ids += output.new_token_ids
                     continue
