@@ -76,7 +76,7 @@ class HeldSteps:
 
     def passed(self, outputs: list) -> list:
         """The outputs to send, the held token ids in front of a request's last output."""
-        if self._next_flush <= self._clock():
+        if self._until and self._next_flush <= self._clock():
             self._flush_due()
         held, first, flushed = self._held, self._first, self._flushed
         if not held and not first and not flushed:
