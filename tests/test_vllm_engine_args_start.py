@@ -36,7 +36,7 @@ def test_an_accepted_engine_argument_reaches_the_engine(tiny_model, tmp_path):
         assert info["backend"] == "vllm", info["fallback_reason"]
         assert info["settings"]["vllm_engine_args"] == given
         assert info["engine_details"]["engine_args"]["max_logprobs"] == 3
-        held_steps_under_async_scheduling(http, info)
+        held_steps_under_async_scheduling(http, info, server.log())
         chat = {"messages": [{"role": "user", "content": "warp"}], "max_tokens": 2}
         within = http.post(
             "/v1/chat/completions", json={**chat, "logprobs": True, "top_logprobs": 3}
@@ -50,10 +50,11 @@ def test_an_accepted_engine_argument_reaches_the_engine(tiny_model, tmp_path):
         assert beyond.status_code >= 400 and "greater than max allowed: 3" in beyond.text
 
 
-def held_steps_under_async_scheduling(http: httpx.Client, info: dict) -> None:
-    """Async scheduling (a GPU setting, docs/competition.md): current releases hold answers'
-    steps in their AsyncScheduler, the answers unchanged; 0.10 swaps its own AsyncScheduler in
-    for the one asked for, and /info says that nothing is held."""
+def held_steps_under_async_scheduling(http: httpx.Client, info: dict, log: str) -> None:
+    """Async scheduling asked for (a GPU setting, docs/competition.md): 0.10 swaps its own
+    AsyncScheduler in for the scheduler asked for, and /info says that nothing is held; current
+    releases turn async scheduling off on the CPU (the platform's word) and hold the steps with
+    the Scheduler, as the engine core logs. Either way whole answers equal streamed ones."""
     prompts = ["什么是warp？", "CUDA的共享内存是什么？", "解释一下SIMT。", "什么是bank冲突？"]
     body = {"prompt": prompts, "max_tokens": 12, "temperature": 0}
     before = info["engine_stats"]["engine_outputs"]
@@ -72,6 +73,7 @@ def held_steps_under_async_scheduling(http: httpx.Client, info: dict) -> None:
         assert outputs == whole["usage"]["completion_tokens"]
     else:
         assert held.startswith("in the engine core"), held
+        assert "steps of answers decoded at their end held by HoldingScheduler" in log
         assert outputs <= 2 * len(prompts) < whole["usage"]["completion_tokens"]
 
 

@@ -31,7 +31,8 @@ import logging
 import math
 import time
 
-logger = logging.getLogger(__name__)
+# Under vLLM's logger: in the engine core's process only vLLM's logging is set up.
+logger = logging.getLogger(f"vllm.{__name__}")
 
 # The key of SamplingParams.extra_args that marks a request to hold.
 HOLD_UNTIL = "qaserve_hold_until"
