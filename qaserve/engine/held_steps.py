@@ -73,7 +73,9 @@ class HeldSteps:
             self._flushed.pop(request_id, None)
 
     def forget_all(self) -> None:
-        self.forget(list(self._first) + list(self._held) + list(self._flushed))
+        for state in (self._first, self._held, self._until, self._flushed):
+            state.clear()
+        self._next_flush = math.inf
 
     def passed(self, outputs: list) -> list:
         """The outputs to send, the held token ids in front of a request's last output."""
